@@ -1,0 +1,228 @@
+package core
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Admission is the outcome of [Lifecycle.AdmitHTTP].
+type Admission uint8
+
+const (
+	// Untracked: a probe path; serve it without tracking.
+	Untracked Admission = iota
+	// Tracked: serve the request, then call [Lifecycle.End].
+	Tracked
+	// Refused: the drain has started; a 503 has been written. Do not
+	// serve the request and do not call End.
+	Refused
+)
+
+// AdmitHTTP is the request-path logic shared by every HTTP middleware:
+//
+//   - probe paths ([IsProbePath]) are never tracked nor refused, because
+//     the kubelet keeps probing during termination;
+//   - other requests are tracked with [Lifecycle.Begin];
+//   - during the hold the response carries "Connection: close", so that
+//     clients on persistent connections, which bypass the load balancer's
+//     endpoint list, reconnect elsewhere (for HTTP/2, net/http turns it
+//     into a GOAWAY);
+//   - a request that still arrives after the drain began is refused with
+//     503, "Connection: close" and "Retry-After: 1".
+//
+// It does not allocate while the service is serving. Middleware for
+// frameworks other than net/http call it; see [Lifecycle.Middleware].
+func (l *Lifecycle) AdmitHTTP(w http.ResponseWriter, r *http.Request) Admission {
+	if IsProbePath(r.URL.Path) {
+		return Untracked
+	}
+	if !l.Begin() {
+		h := w.Header()
+		h.Set("Connection", "close")
+		h.Set("Retry-After", "1")
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return Refused
+	}
+	if Phase(l.phase.Load()) >= Holding {
+		w.Header().Set("Connection", "close")
+	}
+	return Tracked
+}
+
+// Middleware returns next wrapped with the request tracking of
+// [Lifecycle.AdmitHTTP]. A handler that panics still ends its tracking.
+// Its signature is that of chi and net/http middleware.
+func (l *Lifecycle) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch l.AdmitHTTP(w, r) {
+		case Refused:
+			return
+		case Tracked:
+			defer l.End()
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// IsProbePath reports whether path is a health or metrics endpoint that is
+// neither tracked nor refused: /healthz, /livez, /readyz (and their
+// per-check sub-paths) and /metrics.
+func IsProbePath(path string) bool {
+	switch path {
+	case "/healthz", "/livez", "/readyz", "/metrics":
+		return true
+	}
+	return len(path) > 7 && (strings.HasPrefix(path, "/readyz/") ||
+		strings.HasPrefix(path, "/livez/") || strings.HasPrefix(path, "/healthz/"))
+}
+
+// NewConnGrace is how long, once the drain has started, a connection that
+// was accepted but has not yet sent a complete request head may still send
+// one before it is closed. Counted from the connection's accept, so a
+// slow client that trickles its headers does not delay the drain longer.
+const NewConnGrace = time.Second
+
+// BindHTTP registers srv with the lifecycle, so that the drain stops it
+// exactly:
+//
+//   - at the drain, its listeners are closed and its idle connections
+//     too (HTTP/2 connections get a GOAWAY), as [http.Server.Shutdown]
+//     does, but the drain then finishes the moment the last response has
+//     been written, driven by srv.ConnState events rather than a poll;
+//   - a connection that turns idle during the drain is closed at once;
+//   - a connection still waiting for its first request head is closed
+//     [NewConnGrace] after its accept;
+//   - at the drain timeout, [http.Server.Close] closes what is left.
+//
+// BindHTTP chains any ConnState hook already set on srv; set srv.ConnState
+// before calling it, not after. Use [Lifecycle.Middleware] (or an adapter)
+// as well: it tracks requests and sends "Connection: close" during the
+// hold. Hijacked connections are the handler's: it should watch
+// [Lifecycle.Draining]. BindHTTP returns [ErrShuttingDown] once the drain
+// has started.
+func (l *Lifecycle) BindHTTP(srv *http.Server) error {
+	b := &httpServer{srv: srv, next: srv.ConnState, conns: make(map[net.Conn]connInfo), wake: make(chan struct{}, 1)}
+	srv.ConnState = b.connState
+	if err := l.Register(b); err != nil {
+		srv.ConnState = b.next
+		return err
+	}
+	return nil
+}
+
+type connInfo struct {
+	state    http.ConnState
+	accepted time.Time
+}
+
+// httpServer is the [Server] for an *http.Server.
+type httpServer struct {
+	srv  *http.Server
+	next func(net.Conn, http.ConnState)
+	wake chan struct{} // pinged on every connection change while draining
+
+	mu       sync.Mutex
+	conns    map[net.Conn]connInfo
+	draining bool
+}
+
+func (b *httpServer) connState(c net.Conn, s http.ConnState) {
+	b.mu.Lock()
+	switch s {
+	case http.StateNew:
+		b.conns[c] = connInfo{state: s, accepted: time.Now()}
+	case http.StateActive, http.StateIdle:
+		ci := b.conns[c]
+		ci.state = s
+		b.conns[c] = ci
+	default: // hijacked, closed
+		delete(b.conns, c)
+	}
+	draining := b.draining
+	b.mu.Unlock()
+	if draining {
+		if s == http.StateIdle {
+			c.Close()
+		}
+		select {
+		case b.wake <- struct{}{}:
+		default:
+		}
+	}
+	if b.next != nil {
+		b.next(c, s)
+	}
+}
+
+// Hold does nothing: "Connection: close" during the hold is sent per
+// response by the middleware. Turning keep-alives off here with
+// SetKeepAlivesEnabled(false) would also close idle connections at once,
+// racing clients that are sending a request on them right now: a POST
+// lost that way cannot be retried.
+func (b *httpServer) Hold() {}
+
+func (b *httpServer) Drain(ctx context.Context) error {
+	b.mu.Lock()
+	b.draining = true
+	b.mu.Unlock()
+	// Shutdown with a context that is already done runs one pass: it
+	// closes the listeners, starts the HTTP/2 GOAWAYs, closes idle
+	// connections, stops keep-alives, and returns without polling.
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = b.srv.Shutdown(done)
+
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		busy, next := b.sweep(time.Now())
+		if !busy {
+			return nil
+		}
+		if next > 0 {
+			timer.Reset(next)
+		}
+		select {
+		case <-b.wake:
+		case <-timer.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// sweep closes idle connections and new ones past their grace. It reports
+// whether a connection is still busy and, if one is still within its
+// grace, how long until that ends.
+func (b *httpServer) sweep(now time.Time) (busy bool, next time.Duration) {
+	var closing []net.Conn
+	b.mu.Lock()
+	for c, ci := range b.conns {
+		switch ci.state {
+		case http.StateIdle:
+			closing = append(closing, c)
+		case http.StateNew:
+			if left := ci.accepted.Add(NewConnGrace).Sub(now); left > 0 {
+				busy = true
+				if next == 0 || left < next {
+					next = left
+				}
+			} else {
+				closing = append(closing, c)
+			}
+		case http.StateActive:
+			busy = true
+		}
+	}
+	b.mu.Unlock()
+	for _, c := range closing {
+		c.Close() // its StateClosed event removes it
+	}
+	return busy, next
+}
+
+func (b *httpServer) Close() error { return b.srv.Close() }

@@ -1,0 +1,70 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Run waits for one of the configured signals (SIGTERM and SIGINT unless
+// [WithSignals] says otherwise), for ctx to end, or for a shutdown started
+// elsewhere (such as [Lifecycle.PreStopHandler]), then runs the shutdown
+// sequence of [Lifecycle.Shutdown] and returns its result. The signal's
+// name, such as "SIGTERM", is the shutdown's trigger.
+//
+// A second signal during the sequence skips whatever is left of the hold
+// and the drain and forces the shutdown: Run then returns a
+// [*ForcedError] whose cause is [ErrSecondSignal].
+//
+// Signals are caught only while Run runs; a service that owns its signals
+// calls [Lifecycle.Shutdown] itself instead.
+func (l *Lifecycle) Run(ctx context.Context) error {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, l.cfg.signals...)
+	defer signal.Stop(sigs)
+
+	ctxDone := ctx.Done()
+	first := true
+	for {
+		select {
+		case s := <-sigs:
+			if first {
+				// After a preStop trigger this joins the running sequence,
+				// which does not hold again.
+				first = false
+				l.start(signalName(s))
+				continue
+			}
+			l.log.Warn("lameduck: second signal, forcing shutdown", "signal", signalName(s))
+			l.forceCancel(fmt.Errorf("%w %s", ErrSecondSignal, signalName(s)))
+		case <-ctxDone:
+			ctxDone = nil
+			l.start("context")
+		case <-l.stopped:
+			return l.result()
+		}
+	}
+}
+
+func (l *Lifecycle) result() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
+}
+
+// signalName returns the conventional name of s, such as "SIGTERM".
+func signalName(s os.Signal) string {
+	switch s {
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	case syscall.SIGINT:
+		return "SIGINT"
+	case syscall.SIGHUP:
+		return "SIGHUP"
+	case syscall.SIGQUIT:
+		return "SIGQUIT"
+	}
+	return s.String()
+}

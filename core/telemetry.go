@@ -1,0 +1,119 @@
+package core
+
+import (
+	"context"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// ScopeName is the instrumentation scope of the spans and metrics.
+const ScopeName = "github.com/lameduck/lameduck/core"
+
+// Span names and attribute keys recorded during a shutdown.
+const (
+	SpanShutdown = "lameduck.shutdown"
+	SpanHold     = "lameduck.hold"
+	SpanDrain    = "lameduck.drain"
+
+	// AttrTrigger says what started the shutdown: SIGTERM, SIGINT,
+	// prestop, api or context.
+	AttrTrigger = attribute.Key("lameduck.trigger")
+	// AttrHold is the configured hold, in seconds.
+	AttrHold = attribute.Key("lameduck.hold.duration")
+	// AttrDrainTimeout is the configured drain timeout, in seconds.
+	AttrDrainTimeout = attribute.Key("lameduck.drain.timeout")
+	// AttrInFlight is the number of tracked requests when the drain
+	// started.
+	AttrInFlight = attribute.Key("lameduck.drain.in_flight")
+	// AttrAbandoned is the number of requests abandoned when the drain
+	// was forced.
+	AttrAbandoned = attribute.Key("lameduck.drain.abandoned")
+	// AttrPhase names the phase a duration measurement belongs to:
+	// hold or drain.
+	AttrPhase = attribute.Key("lameduck.phase")
+)
+
+// telemetry holds the tracer and instruments of one Lifecycle.
+type telemetry struct {
+	tracer   trace.Tracer
+	duration metric.Float64Histogram
+	abandons metric.Int64Counter
+	root     trace.Span
+}
+
+func (t *telemetry) init(l *Lifecycle) error {
+	tp := l.cfg.tp
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	mp := l.cfg.mp
+	if mp == nil {
+		mp = otel.GetMeterProvider()
+	}
+	t.tracer = tp.Tracer(ScopeName)
+	m := mp.Meter(ScopeName)
+	var err error
+	if t.duration, err = m.Float64Histogram("lameduck.phase.duration",
+		metric.WithUnit("s"),
+		metric.WithDescription("Duration of each shutdown phase (hold, drain)."),
+		metric.WithExplicitBucketBoundaries(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 20, 30, 60)); err != nil {
+		return err
+	}
+	if t.abandons, err = m.Int64Counter("lameduck.requests.abandoned",
+		metric.WithUnit("{request}"),
+		metric.WithDescription("Requests still in flight when the drain was forced.")); err != nil {
+		return err
+	}
+	_, err = m.Int64ObservableUpDownCounter("lameduck.requests.in_flight",
+		metric.WithUnit("{request}"),
+		metric.WithDescription("Requests being served, as tracked by the lifecycle."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(l.InFlight())
+			return nil
+		}))
+	return err
+}
+
+func (t *telemetry) startShutdown(trigger string, hold, drain time.Duration) context.Context {
+	ctx, span := t.tracer.Start(context.Background(), SpanShutdown,
+		trace.WithNewRoot(),
+		trace.WithAttributes(
+			AttrTrigger.String(trigger),
+			AttrHold.Float64(hold.Seconds()),
+			AttrDrainTimeout.Float64(drain.Seconds()),
+		))
+	t.root = span
+	return ctx
+}
+
+func (t *telemetry) startPhase(ctx context.Context, name string, attrs ...attribute.KeyValue) trace.Span {
+	_, span := t.tracer.Start(ctx, name, trace.WithAttributes(attrs...))
+	return span
+}
+
+func (t *telemetry) endPhase(ctx context.Context, span trace.Span, phase string, d time.Duration, err *ForcedError) {
+	if err != nil {
+		span.SetAttributes(AttrAbandoned.Int64(err.Abandoned))
+		span.SetStatus(codes.Error, err.Error())
+	} else if phase == "drain" {
+		span.SetAttributes(AttrAbandoned.Int64(0))
+	}
+	span.End()
+	t.duration.Record(ctx, d.Seconds(), metric.WithAttributes(AttrPhase.String(phase)))
+}
+
+func (t *telemetry) endShutdown(ctx context.Context, err *ForcedError) {
+	if err != nil {
+		t.root.SetAttributes(AttrAbandoned.Int64(err.Abandoned))
+		t.root.SetStatus(codes.Error, err.Error())
+		t.abandons.Add(ctx, err.Abandoned)
+	} else {
+		t.abandons.Add(ctx, 0) // the series exists from the first shutdown on
+	}
+	t.root.End()
+}
