@@ -1,0 +1,245 @@
+// Package testutil holds helpers shared by the tests of this module: it
+// builds the example binaries and runs them as real processes, with real
+// signals, on loopback ports.
+package testutil
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildMu sync.Mutex
+	built   = map[string]string{}
+	binDir  string
+)
+
+// BuildBinary builds the main package pkg (such as "./examples/chi",
+// relative to the module root) once per test binary and returns the path
+// of the executable. It is built with -race when the test binary is.
+func BuildBinary(t testing.TB, pkg string) string {
+	t.Helper()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if bin, ok := built[pkg]; ok {
+		return bin
+	}
+	if binDir == "" {
+		d, err := os.MkdirTemp("", "lameduck-bin-")
+		if err != nil {
+			t.Fatalf("temp dir: %v", err)
+		}
+		binDir = d
+	}
+	root := ModuleRoot(t)
+	bin := filepath.Join(binDir, strings.NewReplacer("/", "_", ".", "_").Replace(pkg))
+	args := []string{"build", "-o", bin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command(goTool(), append(args, pkg)...)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	}
+	built[pkg] = bin
+	return bin
+}
+
+// Cleanup removes the binaries built by BuildBinary. Call it from TestMain
+// after m.Run.
+func Cleanup() {
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+}
+
+func goTool() string {
+	p := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	return "go"
+}
+
+// ModuleRoot returns the directory holding go.mod.
+func ModuleRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("go.mod not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// FreeAddr returns a 127.0.0.1 address whose port the kernel picked as
+// free. The port is released before returning, so a process started
+// right after can listen on it.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// Process is a running example binary.
+type Process struct {
+	t      testing.TB
+	cmd    *exec.Cmd
+	stdout syncBuffer
+	stderr syncBuffer
+	done   chan struct{}
+	err    error
+}
+
+// Start starts bin with args and env (added to the test's environment).
+// The process is killed, if still running, when the test ends.
+func Start(t testing.TB, bin string, env []string, args ...string) *Process {
+	t.Helper()
+	p := &Process{t: t, done: make(chan struct{})}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout = &p.stdout
+	p.cmd.Stderr = &p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", bin, err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("%s stderr:\n%s", filepath.Base(bin), p.Stderr())
+		}
+	})
+	return p
+}
+
+// Signal sends sig to the process.
+func (p *Process) Signal(sig syscall.Signal) {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		p.t.Fatalf("signal %v: %v", sig, err)
+	}
+}
+
+// Done returns a channel closed when the process has exited.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Wait waits up to timeout for the process to exit and returns its exit
+// code. It fails the test on timeout.
+func (p *Process) Wait(timeout time.Duration) int {
+	p.t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		p.t.Fatalf("process still running after %v; stderr:\n%s", timeout, p.Stderr())
+	}
+	if p.err == nil {
+		return 0
+	}
+	var ee *exec.ExitError
+	if errors.As(p.err, &ee) {
+		return ee.ExitCode()
+	}
+	p.t.Fatalf("wait: %v", p.err)
+	return -1
+}
+
+// WaitLog waits up to timeout until the process's stderr contains substr.
+func (p *Process) WaitLog(substr string, timeout time.Duration) {
+	p.t.Helper()
+	if err := p.stderr.waitFor(substr, timeout, p.done); err != nil {
+		p.t.Fatalf("%v; stderr:\n%s", err, p.Stderr())
+	}
+}
+
+// Stdout returns what the process has written to stdout so far.
+func (p *Process) Stdout() string { return p.stdout.String() }
+
+// Stderr returns what the process has written to stderr so far.
+func (p *Process) Stderr() string { return p.stderr.String() }
+
+// syncBuffer is a bytes.Buffer safe for one writer and many readers, that
+// wakes readers waiting for some text.
+type syncBuffer struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	changed chan struct{}
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.changed != nil {
+		close(b.changed)
+		b.changed = nil
+	}
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (b *syncBuffer) waitFor(substr string, timeout time.Duration, exited <-chan struct{}) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	for {
+		b.mu.Lock()
+		if strings.Contains(b.buf.String(), substr) {
+			b.mu.Unlock()
+			return nil
+		}
+		if b.changed == nil {
+			b.changed = make(chan struct{})
+		}
+		ch := b.changed
+		b.mu.Unlock()
+		select {
+		case <-ch:
+		case <-exited:
+			if strings.Contains(b.String(), substr) {
+				return nil
+			}
+			return fmt.Errorf("process exited before logging %q", substr)
+		case <-ctx.Done():
+			return fmt.Errorf("%q not logged within %v", substr, timeout)
+		}
+	}
+}
