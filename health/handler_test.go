@@ -209,7 +209,9 @@ func TestRoutes(t *testing.T) {
 // recordingMux is a Mux that records what is registered.
 type recordingMux struct{ patterns []string }
 
-func (m *recordingMux) Handle(pattern string, _ http.Handler) { m.patterns = append(m.patterns, pattern) }
+func (m *recordingMux) Handle(pattern string, _ http.Handler) {
+	m.patterns = append(m.patterns, pattern)
+}
 
 func TestInstall(t *testing.T) {
 	h, _, _ := newTestHealth(t, newLifecycle(t, core.Serving), false)

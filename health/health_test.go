@@ -17,7 +17,7 @@ import (
 // nilPtrCheck is a Checker whose nil pointer panics in Name.
 type nilPtrCheck struct{ name string }
 
-func (c *nilPtrCheck) Name() string                  { return c.name }
+func (c *nilPtrCheck) Name() string                { return c.name }
 func (c *nilPtrCheck) Check(context.Context) error { return nil }
 
 func TestNewErrors(t *testing.T) {
