@@ -243,3 +243,29 @@ func (b *syncBuffer) waitFor(substr string, timeout time.Duration, exited <-chan
 		}
 	}
 }
+
+// Addr waits until the process has logged the address it listens on (the
+// examples log "msg=listening addr=HOST:PORT") and returns it.
+func (p *Process) Addr(timeout time.Duration) string {
+	p.t.Helper()
+	return p.LogValue("msg=listening", "addr", timeout)
+}
+
+// LogValue waits until a stderr line containing marker has been logged
+// and returns the value of its key=value field.
+func (p *Process) LogValue(marker, key string, timeout time.Duration) string {
+	p.t.Helper()
+	p.WaitLog(marker, timeout)
+	for _, line := range strings.Split(p.Stderr(), "\n") {
+		if !strings.Contains(line, marker) {
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			if v, ok := strings.CutPrefix(f, key+"="); ok {
+				return v
+			}
+		}
+	}
+	p.t.Fatalf("no %s= in the line with %q; stderr:\n%s", key, marker, p.Stderr())
+	return ""
+}

@@ -1,0 +1,300 @@
+// Package examples_test checks the example contract (DESIGN.md section 5)
+// against every HTTP example binary: real processes, real signals, real
+// clients on loopback.
+package examples_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/lameduck/lameduck/internal/testutil"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testutil.Cleanup()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			os.Stderr.WriteString("goleak: " + err.Error() + "\n")
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// httpExamples are the binaries that must behave identically.
+var httpExamples = []struct{ name, pkg string }{
+	{"chi", "./examples/chi"},
+}
+
+// Exit codes of the contract.
+const (
+	exitDrained = 0
+	exitForced  = 1
+)
+
+// startExample runs the example with flags on a kernel-chosen port, waits
+// until it is ready and returns it with its base URL.
+func startExample(t *testing.T, pkg string, env []string, flags ...string) (*testutil.Process, string) {
+	t.Helper()
+	bin := testutil.BuildBinary(t, pkg)
+	p := testutil.Start(t, bin, env, append([]string{"-addr", "127.0.0.1:0"}, flags...)...)
+	base := "http://" + p.Addr(30*time.Second)
+	p.WaitLog("lameduck: serving", 10*time.Second)
+	return p, base
+}
+
+func TestContract(t *testing.T) {
+	for _, ex := range httpExamples {
+		t.Run(ex.name, func(t *testing.T) {
+			t.Parallel()
+			testutil.BuildBinary(t, ex.pkg) // once, before the subtests race for it
+			t.Run("routes", func(t *testing.T) { t.Parallel(); testRoutes(t, ex.pkg) })
+			t.Run("sigterm_drains_and_exits_0", func(t *testing.T) { t.Parallel(); testDrain(t, ex.pkg, syscall.SIGTERM) })
+			t.Run("sigint_drains_and_exits_0", func(t *testing.T) { t.Parallel(); testDrain(t, ex.pkg, syscall.SIGINT) })
+			t.Run("stuck_request_exits_1", func(t *testing.T) { t.Parallel(); testStuck(t, ex.pkg) })
+			t.Run("second_signal_exits_promptly", func(t *testing.T) { t.Parallel(); testSecondSignal(t, ex.pkg) })
+			t.Run("bad_flags", func(t *testing.T) { t.Parallel(); testBadFlags(t, ex.pkg) })
+			t.Run("otel_console_spans", func(t *testing.T) { t.Parallel(); testSpans(t, ex.pkg) })
+		})
+	}
+}
+
+func testRoutes(t *testing.T, pkg string) {
+	p, base := startExample(t, pkg, nil, "-hold", "0s", "-drain-timeout", "5s")
+	c := testutil.NewClient(t)
+	cases := []struct {
+		name, method, path string
+		status             int
+		body               string
+	}{
+		{"healthz", "GET", "/healthz", 200, "ok"},
+		{"livez", "GET", "/livez", 200, "ok"},
+		{"readyz", "GET", "/readyz", 200, "ok"},
+		{"readyz_verbose", "GET", "/readyz?verbose", 200, "[+]shutdown ok"},
+		{"readyz_shutdown", "GET", "/readyz/shutdown", 200, "ok"},
+		{"work_get", "GET", "/work?ms=5", 200, "ok"},
+		{"work_post", "POST", "/work?ms=0", 200, "ok"},
+		{"work_missing_ms", "GET", "/work", 400, ""},
+		{"work_bad_ms", "GET", "/work?ms=abc", 400, ""},
+		{"work_negative_ms", "POST", "/work?ms=-1", 400, ""},
+		{"work_put", "PUT", "/work?ms=1", 405, ""},
+	}
+	for _, tc := range cases {
+		r := testutil.Do(c, tc.method, base+tc.path)
+		if r.Err != nil {
+			t.Fatalf("%s: %v", tc.name, r.Err)
+		}
+		if r.Status != tc.status || !strings.Contains(r.Body, tc.body) {
+			t.Errorf("%s: %s %s = %d %q, want %d containing %q", tc.name, tc.method, tc.path, r.Status, r.Body, tc.status, tc.body)
+		}
+	}
+	p.Signal(syscall.SIGTERM)
+	if code := p.Wait(20 * time.Second); code != exitDrained {
+		t.Errorf("exit code %d, want %d", code, exitDrained)
+	}
+}
+
+// testDrain walks the whole sequence: readiness flips at once, the hold
+// serves with Connection: close, an in-flight request completes and the
+// process exits 0 right after it.
+func testDrain(t *testing.T, pkg string, sig syscall.Signal) {
+	const hold = 1500 * time.Millisecond
+	p, base := startExample(t, pkg, nil, "-hold", hold.String(), "-drain-timeout", "20s")
+	c := testutil.NewClient(t)
+	if r := testutil.Get(t, c, base+"/readyz"); r.Status != 200 {
+		t.Fatalf("readyz before signal = %d, want 200", r.Status)
+	}
+	// In flight across the hold and into the drain.
+	inflight := testutil.StartRequest(t, testutil.NewClient(t), "POST", base+"/work?ms=2500")
+
+	p.Signal(sig)
+	signalled := time.Now()
+	p.WaitLog("lameduck: holding", 10*time.Second)
+	if r := testutil.Get(t, c, base+"/readyz"); r.Status != http.StatusServiceUnavailable {
+		t.Errorf("readyz right after the signal = %d, want 503", r.Status)
+	}
+	if r := testutil.Get(t, c, base+"/healthz"); r.Status != 200 {
+		t.Errorf("healthz during the hold = %d, want 200", r.Status)
+	}
+	r := testutil.Get(t, c, base+"/work?ms=0")
+	if r.Status != 200 || r.Header.Get("Connection") != "close" {
+		t.Errorf("request during the hold = %d with Connection %q, want 200 with close", r.Status, r.Header.Get("Connection"))
+	}
+	if time.Since(signalled) >= hold {
+		t.Fatalf("the checks above took %v, longer than the hold: too slow to prove anything", time.Since(signalled))
+	}
+
+	got := <-inflight
+	if got.Err != nil || got.Status != 200 || got.Body != "ok\n" {
+		t.Fatalf("in-flight request = %d %q %v, want 200 \"ok\\n\"", got.Status, got.Body, got.Err)
+	}
+	if code := p.Wait(20 * time.Second); code != exitDrained {
+		t.Fatalf("exit code %d, want %d", code, exitDrained)
+	}
+	// The drain is event-driven: the process exits as soon as the last
+	// response is written, not at the 20 s drain timeout. 3 s leaves room
+	// for a loaded CI machine and process teardown.
+	if lag := time.Since(got.At); lag > 3*time.Second {
+		t.Errorf("exited %v after the last response, want well under the drain timeout", lag)
+	}
+	for _, want := range []string{"lameduck: holding", "trigger=" + sigName(sig), "lameduck: draining", "lameduck: stopped", "drained=true"} {
+		if !strings.Contains(p.Stderr(), want) {
+			t.Errorf("log lacks %q", want)
+		}
+	}
+}
+
+func testStuck(t *testing.T, pkg string) {
+	const hold, drain = 200 * time.Millisecond, time.Second
+	p, base := startExample(t, pkg, nil, "-hold", hold.String(), "-drain-timeout", drain.String())
+	stuck := testutil.StartRequest(t, testutil.NewClient(t), "GET", base+"/work?ms=600000")
+	p.Signal(syscall.SIGTERM)
+	start := time.Now()
+	code := p.Wait(30 * time.Second)
+	took := time.Since(start)
+	if code != exitForced {
+		t.Fatalf("exit code %d, want %d", code, exitForced)
+	}
+	if took < hold+drain {
+		t.Errorf("exited after %v, before hold + drain timeout %v", took, hold+drain)
+	}
+	if r := <-stuck; r.Err == nil {
+		t.Errorf("stuck request got %d, want the connection closed", r.Status)
+	}
+	if !strings.Contains(p.Stderr(), "abandoned=1") {
+		t.Errorf("log does not report abandoned=1")
+	}
+}
+
+func testSecondSignal(t *testing.T, pkg string) {
+	p, _ := startExample(t, pkg, nil, "-hold", "20s", "-drain-timeout", "5s")
+	p.Signal(syscall.SIGTERM)
+	p.WaitLog("lameduck: holding", 10*time.Second)
+	p.Signal(syscall.SIGTERM)
+	start := time.Now()
+	code := p.Wait(10 * time.Second)
+	if code == exitDrained {
+		t.Errorf("exit code 0 after a second signal, want non-zero")
+	}
+	// Prompt: far less than the 20 s hold left; 3 s covers a loaded machine.
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("exited %v after the second signal, want promptly", took)
+	}
+}
+
+func testBadFlags(t *testing.T, pkg string) {
+	bin := testutil.BuildBinary(t, pkg)
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"negative_hold", []string{"-hold", "-1s"}, "-hold"},
+		{"zero_drain", []string{"-drain-timeout", "0s"}, "-drain-timeout"},
+		{"budget_exceeds_grace", []string{"-hold", "20s", "-drain-timeout", "15s", "-grace", "30s"}, "exceeds -grace"},
+		{"not_a_duration", []string{"-hold", "ten"}, "invalid value"},
+		{"unknown_flag", []string{"-nope"}, "not defined"},
+		{"stray_argument", []string{"extra"}, "unexpected"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := testutil.Start(t, bin, nil, append([]string{"-addr", "127.0.0.1:0"}, tc.args...)...)
+			code := p.Wait(20 * time.Second)
+			if code == 0 {
+				t.Fatalf("exit code 0, want non-zero")
+			}
+			if !strings.Contains(p.Stderr(), tc.want) {
+				t.Errorf("stderr %q lacks %q", p.Stderr(), tc.want)
+			}
+			if strings.Contains(p.Stderr(), "msg=listening") {
+				t.Errorf("listened despite bad flags")
+			}
+		})
+	}
+}
+
+func testSpans(t *testing.T, pkg string) {
+	p, base := startExample(t, pkg, []string{"OTEL_TRACES_EXPORTER=console"}, "-hold", "300ms", "-drain-timeout", "5s")
+	inflight := testutil.StartRequest(t, testutil.NewClient(t), "GET", base+"/work?ms=600")
+	p.Signal(syscall.SIGTERM)
+	if r := <-inflight; r.Status != 200 {
+		t.Fatalf("in-flight request = %d %v", r.Status, r.Err)
+	}
+	if code := p.Wait(20 * time.Second); code != exitDrained {
+		t.Fatalf("exit code %d, want 0", code)
+	}
+	spans := decodeSpans(t, p.Stdout())
+	root, ok := spans["lameduck.shutdown"]
+	if !ok {
+		t.Fatalf("no lameduck.shutdown span in stdout:\n%s", p.Stdout())
+	}
+	for _, name := range []string{"lameduck.hold", "lameduck.drain"} {
+		s, ok := spans[name]
+		switch {
+		case !ok:
+			t.Errorf("no %s span", name)
+		case s.SpanContext.TraceID != root.SpanContext.TraceID:
+			t.Errorf("%s in trace %s, want %s", name, s.SpanContext.TraceID, root.SpanContext.TraceID)
+		case s.Parent.SpanID != root.SpanContext.SpanID:
+			t.Errorf("%s parent %s, want the root %s", name, s.Parent.SpanID, root.SpanContext.SpanID)
+		}
+	}
+	if attr := root.attr("lameduck.trigger"); attr != "SIGTERM" {
+		t.Errorf("trigger = %v, want SIGTERM", attr)
+	}
+}
+
+type consoleSpan struct {
+	Name        string
+	SpanContext struct{ TraceID, SpanID string }
+	Parent      struct{ TraceID, SpanID string }
+	Attributes  []struct {
+		Key   string
+		Value struct{ Value any }
+	}
+}
+
+func (s consoleSpan) attr(key string) any {
+	for _, a := range s.Attributes {
+		if a.Key == key {
+			return a.Value.Value
+		}
+	}
+	return nil
+}
+
+// decodeSpans reads the stdouttrace exporter's JSON objects.
+func decodeSpans(t *testing.T, stdout string) map[string]consoleSpan {
+	t.Helper()
+	spans := map[string]consoleSpan{}
+	dec := json.NewDecoder(bytes.NewBufferString(stdout))
+	for {
+		var s consoleSpan
+		err := dec.Decode(&s)
+		if errors.Is(err, io.EOF) {
+			return spans
+		}
+		if err != nil {
+			t.Fatalf("stdout is not a stream of spans: %v\n%s", err, stdout)
+		}
+		spans[s.Name] = s
+	}
+}
+
+func sigName(sig syscall.Signal) string {
+	if sig == syscall.SIGINT {
+		return "SIGINT"
+	}
+	return "SIGTERM"
+}
