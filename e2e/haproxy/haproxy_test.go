@@ -1,0 +1,276 @@
+// Package haproxy_test runs rolling restarts of the example services
+// behind a real load balancer, HAProxy from Debian's packages, under
+// load, and counts the requests that fail.
+//
+// The model is a Kubernetes rolling update with maxSurge 1 and
+// maxUnavailable 0 over a pool of backends: for each old backend a new one
+// is started and registered; once it is up, the old one gets SIGTERM and,
+// at the same moment, its removal from the load balancer starts, arriving
+// after a random propagation delay shorter than the hold (the endpoints
+// controller → kube-proxy/ingress path). HAProxy runs on loopback in two
+// modes:
+//
+//   - l7: mode http, keep-alive to the backends with connection reuse,
+//     active health checks on /readyz every 200ms, no retries, no
+//     redispatch: a request that fails on a backend fails for the client.
+//   - l4: mode tcp, no health checks: HAProxy only stops opening new
+//     connections to a removed backend, and established connections (the
+//     clients' keep-alive connections) stay on their backend.
+//
+// The load is GETs and POSTs that net/http cannot retry, over keep-alive
+// connections. A lameduck service must lose none of them, and every old
+// process must exit 0. The control, a server that exits on SIGTERM, must
+// lose some, which proves the test can fail.
+package haproxy_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/lameduck/lameduck/internal/testutil"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testutil.Cleanup()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			os.Stderr.WriteString("goleak: " + err.Error() + "\n")
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// The lameduck services' budget: the hold is longer than the slowest
+// propagation delay, the drain timeout longer than the slowest request.
+const (
+	hold         = 1500 * time.Millisecond
+	drainTimeout = 5 * time.Second
+	grace        = 10 * time.Second
+	pool         = 3 // backends behind the load balancer
+	minDelay     = 100 * time.Millisecond
+	maxDelay     = hold / 2 // propagation delays are drawn from [minDelay, maxDelay)
+)
+
+// backend is a kind of server under test.
+type backend struct {
+	name     string
+	pkg      string // main package, relative to the module root
+	lameduck bool   // false: the exit-on-SIGTERM control
+}
+
+// backends returns the servers under test: the HTTP examples that exist,
+// and the control.
+func backends(t *testing.T) []backend {
+	root := testutil.ModuleRoot(t)
+	var bs []backend
+	for _, name := range []string{"chi", "gin"} {
+		if _, err := os.Stat(filepath.Join(root, "examples", name, "main.go")); err == nil {
+			bs = append(bs, backend{name: name, pkg: "./examples/" + name, lameduck: true})
+		} else if name == "chi" {
+			t.Fatalf("examples/chi: %v", err)
+		}
+	}
+	return append(bs, backend{name: "exit_on_sigterm", pkg: "./e2e/haproxy/testdata/exitserver"})
+}
+
+// seed returns the seed of the random choices: LAMEDUCK_SEED to replay a
+// run, or a new one, logged.
+func seed(t *testing.T) uint64 {
+	if s := os.Getenv("LAMEDUCK_SEED"); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("LAMEDUCK_SEED=%q: %v", s, err)
+		}
+		return n
+	}
+	return rand.Uint64()
+}
+
+func TestRollingRestart(t *testing.T) {
+	testutil.HAProxyPath(t)
+	s := seed(t)
+	t.Logf("seed %d (replay with LAMEDUCK_SEED=%d)", s, s)
+	bs := backends(t)
+	for _, b := range bs {
+		testutil.BuildBinary(t, b.pkg) // before the clocks start
+	}
+	// Subtests run one after another: each one loads both cores (HAProxy,
+	// the load, up to six backends built with -race), and in parallel
+	// they would measure the machine rather than the shutdown.
+	results := map[string]testutil.LoadResult{}
+	for _, mode := range []testutil.HAProxyMode{testutil.HAProxyHTTP, testutil.HAProxyTCP} {
+		for i, b := range bs {
+			name := modeName(mode) + "/" + b.name
+			t.Run(name, func(t *testing.T) {
+				r := rollingRestart(t, mode, b, s+uint64(i)*1000+uint64(len(mode)))
+				results[name] = r
+				if b.lameduck && r.Failed != 0 {
+					t.Errorf("%d of %d requests failed during the rolling restart, want 0", r.Failed, r.Requests)
+				}
+				if !b.lameduck && r.Failed == 0 {
+					t.Errorf("the exit-on-SIGTERM control lost no request out of %d: the test cannot see failures", r.Requests)
+				}
+			})
+		}
+	}
+	for name, r := range results {
+		t.Logf("%-22s %v", name, r)
+	}
+}
+
+func modeName(m testutil.HAProxyMode) string {
+	if m == testutil.HAProxyHTTP {
+		return "l7"
+	}
+	return "l4"
+}
+
+// instance is one backend process registered in HAProxy.
+type instance struct {
+	p    *testutil.Process
+	addr string
+	slot string
+}
+
+func start(t *testing.T, b backend, h *testutil.HAProxy) instance {
+	t.Helper()
+	bin := testutil.BuildBinary(t, b.pkg)
+	var p *testutil.Process
+	if b.lameduck {
+		p = testutil.Start(t, bin, nil, "-addr", "127.0.0.1:0", "-hold", hold.String(),
+			"-drain-timeout", drainTimeout.String(), "-grace", grace.String())
+	} else {
+		// A binary built with -race sleeps 1s in os.Exit by default
+		// (atexit_sleep_ms), serving on meanwhile: that would be a hold.
+		p = testutil.Start(t, bin, []string{"GORACE=atexit_sleep_ms=0"}, "-addr", "127.0.0.1:0")
+	}
+	addr := p.Addr(30 * time.Second)
+	if b.lameduck {
+		p.WaitLog("lameduck: serving", 10*time.Second)
+	}
+	slot, err := h.AddServer(addr, 10*time.Second)
+	if err != nil {
+		t.Fatalf("registering %s: %v\nhaproxy:\n%s", addr, err, h.Stderr())
+	}
+	return instance{p: p, addr: addr, slot: slot}
+}
+
+// event is a moment of the rolling restart, for the timeline logged.
+type event struct {
+	at   time.Time
+	what string
+}
+
+// rollingRestart replaces every backend of a pool under load and returns
+// what the load saw.
+func rollingRestart(t *testing.T, mode testutil.HAProxyMode, b backend, seed uint64) testutil.LoadResult {
+	h := testutil.StartHAProxy(t, testutil.HAProxyConfig{Mode: mode, Slots: 2 * pool})
+	rng := rand.New(rand.NewPCG(seed, 0))
+
+	olds := make([]instance, pool)
+	for i := range olds {
+		olds[i] = start(t, b, h)
+	}
+	t0 := time.Now()
+	load := testutil.StartLoad(t, testutil.LoadConfig{URL: h.URL, Seed: seed, MaxDuration: 45 * time.Second, MaxRequests: 100000})
+	// Warm up: every worker has a keep-alive connection, and nothing
+	// fails before the first SIGTERM, or the test set-up is broken.
+	if !load.WaitOK(300, 20*time.Second) {
+		t.Fatalf("warm-up: %v", load.Stop())
+	}
+	if r := load.Snapshot(); r.Failed != 0 {
+		t.Fatalf("failures before the rolling restart: %v\n%s", r, failures(r, t0))
+	}
+
+	events := make(chan event, 4*pool)
+	type removal struct {
+		slot string
+		err  error
+	}
+	removed := make(chan removal, pool)
+	var watchers sync.WaitGroup
+	for i, old := range olds {
+		n := start(t, b, h)
+		events <- event{time.Now(), fmt.Sprintf("%s up at %s (%s)", n.slot, n.addr, "new")}
+		delay := minDelay + time.Duration(rng.Int64N(int64(maxDelay-minDelay)))
+		old.p.Signal(syscall.SIGTERM)
+		events <- event{time.Now(), fmt.Sprintf("%s SIGTERM, removal in %v", old.slot, delay.Round(time.Millisecond))}
+		watchers.Go(func() {
+			<-old.p.Done() // closed at the latest when the test's cleanup kills it
+			events <- event{time.Now(), old.slot + " exited"}
+		})
+		time.AfterFunc(delay, func() {
+			err := h.RemoveServer(old.slot)
+			events <- event{time.Now(), old.slot + " removed from haproxy"}
+			removed <- removal{old.slot, err}
+		})
+		olds[i] = old
+	}
+	for range olds {
+		if r := <-removed; r.err != nil {
+			t.Errorf("removing %s: %v", r.slot, r.err)
+		}
+	}
+	for _, old := range olds {
+		code := old.p.Wait(hold + drainTimeout + 10*time.Second)
+		if b.lameduck {
+			if code != 0 {
+				t.Errorf("%s (%s) exit code %d, want 0", old.slot, old.addr, code)
+			}
+			if !strings.Contains(old.p.Stderr(), "drained=true") {
+				t.Errorf("%s (%s) did not log drained=true:\n%s", old.slot, old.addr, old.p.Stderr())
+			}
+		}
+	}
+	// The new pool serves on its own for a while.
+	after := load.Snapshot().OK + 300
+	if !load.WaitOK(after, 20*time.Second) {
+		t.Errorf("the new pool did not serve 300 requests within 20s")
+	}
+	r := load.Stop()
+	watchers.Wait()
+	close(events)
+	var evs []event
+	for e := range events {
+		evs = append(evs, e)
+	}
+	sort.Slice(evs, func(i, j int) bool { return evs[i].at.Before(evs[j].at) })
+	var timeline strings.Builder
+	for _, e := range evs {
+		fmt.Fprintf(&timeline, "  %7s %s\n", rel(e.at, t0), e.what)
+	}
+	t.Logf("%v\ntimeline (from the load's start):\n%s", r, timeline.String())
+	if r.Failed > 0 {
+		t.Logf("%s", failures(r, t0))
+		if log := h.Stderr(); log != "" {
+			t.Logf("haproxy log:\n%s", log)
+		}
+	}
+	return r
+}
+
+func rel(at, t0 time.Time) string {
+	return fmt.Sprintf("%dms", at.Sub(t0).Milliseconds())
+}
+
+func failures(r testutil.LoadResult, t0 time.Time) string {
+	var s strings.Builder
+	fmt.Fprintf(&s, "first failures (times from the load's start):\n")
+	for _, f := range r.First {
+		fmt.Fprintf(&s, "  sent %s failed %s: %v\n", rel(f.Start, t0), rel(f.At, t0), f)
+	}
+	return s.String()
+}
