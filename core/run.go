@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -18,12 +19,18 @@ import (
 // and the drain and forces the shutdown: Run then returns a
 // [*ForcedError] whose cause is [ErrSecondSignal].
 //
-// Signals are caught only while Run runs; a service that owns its signals
+// Signals are caught from the moment Run starts (it logs "lameduck:
+// waiting for signals" then); one that arrives earlier gets the default
+// action. To catch signals during a slow startup, call Run first and
+// [Lifecycle.MarkReady] from the startup goroutine: a signal before
+// MarkReady shuts down without a hold. A service that owns its signals
 // calls [Lifecycle.Shutdown] itself instead.
 func (l *Lifecycle) Run(ctx context.Context) error {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, l.cfg.signals...)
 	defer signal.Stop(sigs)
+	l.log.Info("lameduck: waiting for signals", "signals", signalNames(l.cfg.signals),
+		"hold", l.cfg.hold, "drain_timeout", l.cfg.drainTimeout)
 
 	ctxDone := ctx.Done()
 	first := true
@@ -52,6 +59,14 @@ func (l *Lifecycle) result() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.err
+}
+
+func signalNames(sigs []os.Signal) string {
+	names := make([]string, len(sigs))
+	for i, s := range sigs {
+		names[i] = signalName(s)
+	}
+	return strings.Join(names, ",")
 }
 
 // signalName returns the conventional name of s, such as "SIGTERM".
