@@ -14,6 +14,7 @@ type Response struct {
 	Status int
 	Header http.Header
 	Body   string
+	Close  bool // the server asked to close the connection (Connection: close)
 	Err    error
 	At     time.Time // when the body had been read, or the error seen
 }
@@ -75,5 +76,5 @@ func read(resp *http.Response, err error) Response {
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	return Response{Status: resp.StatusCode, Header: resp.Header, Body: string(b), Err: err, At: time.Now()}
+	return Response{Status: resp.StatusCode, Header: resp.Header, Body: string(b), Close: resp.Close, Err: err, At: time.Now()}
 }
