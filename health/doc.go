@@ -21,7 +21,7 @@
 //
 // A probe that passes gets 200 with the body "ok"; one that fails gets
 // 503 (the Kubernetes apiserver uses 500; 503 says "try another
-// replica"). Bodies are text/plain, a few hundred bytes at most (the
+// replica"). Bodies are text/plain, under 100 bytes per check (the
 // kubelet reads 10 KiB, and takes any 200-399 as success):
 //
 //   - ?verbose lists each check, then a last line, as in
@@ -31,9 +31,12 @@
 //   - ?exclude=name skips a check (it is listed as "[+]name excluded: ok");
 //     repeat it to skip several. A name that matches no check is ignored,
 //     and logged, as the apiserver does. Per-check paths ignore exclude.
-//   - The reason a check failed is logged (with slog: the check's name
-//     and its error), never written in a response, which anyone who can
-//     reach the port may read.
+//   - The reason a check failed is logged (with slog, at warning level:
+//     the check's name and its error), never written in a response, which
+//     anyone who can reach the port may read. Failures of [ShutdownCheck]
+//     are logged at debug level only: the lifecycle logs its phases.
+//     Unlike the apiserver, unknown exclude names are not echoed in the
+//     response either.
 //   - HEAD is answered like GET, without the body. Any other method gets
 //     405 with "Allow: GET, HEAD" (the apiserver accepts any method; a
 //     probe that POSTs is a mistake worth seeing).

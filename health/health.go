@@ -227,6 +227,17 @@ func (h *Health) Ready(ctx context.Context) bool {
 	return true
 }
 
+// Live reports whether every liveness check passes. The lifecycle's
+// phase plays no part: with no [WithLivenessChecks] it is always true.
+func (h *Health) Live(ctx context.Context) bool {
+	for _, r := range h.CheckLiveness(ctx) {
+		if r.Err != nil {
+			return false
+		}
+	}
+	return true
+}
+
 // outcome is a Result, or a check skipped by exclude.
 type outcome struct {
 	Result

@@ -162,6 +162,9 @@ func TestShutdownCheckMessages(t *testing.T) {
 			if got := h.CheckLiveness(t.Context()); len(got) != 1 || got[0].Err != nil {
 				t.Errorf("CheckLiveness: got %v, want ping passing", got)
 			}
+			if !h.Live(t.Context()) {
+				t.Error("Live: got false, want true in every phase")
+			}
 		})
 	}
 }
@@ -181,6 +184,26 @@ func TestReadyNeedsEveryCheck(t *testing.T) {
 	}
 	if got := calls.Load(); got != 1 {
 		t.Errorf("check calls: got %d, want 1", got)
+	}
+}
+
+func TestLiveNeedsEveryLivenessCheck(t *testing.T) {
+	h, err := health.New(newLifecycle(t, core.Serving), health.WithLogger(discard),
+		health.WithReadinessChecks(health.NamedCheck("db", returns(errors.New("down")))),
+		health.WithLivenessChecks(health.NamedCheck("ok", returns(nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !h.Live(t.Context()) {
+		t.Error("Live with a failing readiness check: got false, want true")
+	}
+	h, err = health.New(newLifecycle(t, core.Serving), health.WithLogger(discard),
+		health.WithLivenessChecks(health.NamedCheck("ok", returns(nil)), health.NamedCheck("stuck", returns(errors.New("deadlock")))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Live(t.Context()) {
+		t.Error("Live with a failing liveness check: got true, want false")
 	}
 }
 
