@@ -53,6 +53,7 @@ type Load struct {
 
 	sent, ok atomic.Int64
 	retried  atomic.Int64 // requests the transport sent twice (GETs only)
+	closing  atomic.Int64 // successful responses with "Connection: close"
 	okCh     chan struct{}
 
 	mu       sync.Mutex
@@ -88,6 +89,7 @@ type LoadResult struct {
 	OK       int64            // 200 "ok\n"
 	Failed   int64            // everything else
 	Retried  int64            // requests the transport sent again (not failures)
+	Closing  int64            // successful responses that carried "Connection: close"
 	ByKind   map[string]int64 // failures by kind
 	First    []Failure        // the first failures, in order
 	Duration time.Duration
@@ -99,8 +101,8 @@ func (r LoadResult) String() string {
 		kinds = append(kinds, fmt.Sprintf("%q: %d", k, n))
 	}
 	sort.Strings(kinds)
-	return fmt.Sprintf("%d requests in %v: %d ok, %d failed {%s}, %d retried by the transport",
-		r.Requests, r.Duration.Round(time.Millisecond), r.OK, r.Failed, strings.Join(kinds, ", "), r.Retried)
+	return fmt.Sprintf("%d requests in %v: %d ok (%d with Connection: close), %d failed {%s}, %d retried by the transport",
+		r.Requests, r.Duration.Round(time.Millisecond), r.OK, r.Closing, r.Failed, strings.Join(kinds, ", "), r.Retried)
 }
 
 const maxFailuresKept = 20
@@ -177,7 +179,7 @@ func (l *Load) snapshotLocked() LoadResult {
 		failed += n
 	}
 	return LoadResult{
-		Requests: l.sent.Load(), OK: l.ok.Load(), Failed: failed, Retried: l.retried.Load(),
+		Requests: l.sent.Load(), OK: l.ok.Load(), Failed: failed, Retried: l.retried.Load(), Closing: l.closing.Load(),
 		ByKind: byKind, First: append([]Failure(nil), l.failures...), Duration: time.Since(l.start),
 	}
 }
@@ -275,6 +277,9 @@ func (l *Load) one(c *http.Client, id int, method string, ms int) {
 	case string(b) != "ok\n":
 		l.fail(f, "body", fmt.Sprintf("%q", b))
 	default:
+		if resp.Close {
+			l.closing.Add(1)
+		}
 		l.ok.Add(1)
 		select {
 		case l.okCh <- struct{}{}:
