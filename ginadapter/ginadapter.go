@@ -35,6 +35,8 @@ func Middleware(lc *core.Lifecycle) gin.HandlerFunc {
 
 // Mount registers the health routes of h (/healthz, /livez, /readyz and
 // one path per check, see [health.Health.Routes]) on r for GET and HEAD.
+// Other methods get gin's 404, or 405 with "Allow: GET, HEAD" when the
+// engine's HandleMethodNotAllowed is set.
 // r must be the engine or a group at its root: the middleware exempts the
 // probe paths from tracking and refusal by their path ([core.IsProbePath]),
 // so under a prefix the kubelet's probes would be refused during the drain.

@@ -352,8 +352,8 @@ func TestMount(t *testing.T) {
 			if get.Code != http.StatusOK {
 				t.Errorf("GET %s = %d %q, want 200", r.Pattern, get.Code, get.Body)
 			}
-			if head.Code != get.Code {
-				t.Errorf("HEAD %s = %d, want %d like GET", r.Pattern, head.Code, get.Code)
+			if head.Code != get.Code || head.Body.Len() != 0 {
+				t.Errorf("HEAD %s = %d with %d body bytes, want %d like GET and no body", r.Pattern, head.Code, head.Body.Len(), get.Code)
 			}
 		})
 	}
