@@ -12,17 +12,14 @@
 // status: 0 drained, 1 drain timed out and work was abandoned, 2 bad
 // flags, 3 a second signal forced the exit. With OTEL_TRACES_EXPORTER=console
 // the shutdown spans are printed to stdout.
+//
+// The router is the only part that is chi's; service.RunHTTP serves it
+// with an *http.Server bound to the lifecycle, exactly as examples/gin.
 package main
 
 import (
-	"context"
-	"errors"
-	"flag"
-	"fmt"
-	"net"
 	"net/http"
 	"os"
-	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -32,67 +29,15 @@ import (
 	"github.com/lameduck/lameduck/health"
 )
 
-func main() { os.Exit(run(os.Args[1:])) }
+func main() { os.Exit(service.RunHTTP("chi", os.Args[1:], router)) }
 
-func run(args []string) int {
-	cfg, err := service.ParseFlags("chi", ":8080", args, os.Stderr)
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, err)
-		}
-		return service.ExitUsage
-	}
-	logger := service.Logger()
-	flush, err := service.SetupTelemetry(context.Background())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "chi:", err)
-		return service.ExitUsage
-	}
-	defer flush()
-
-	lc, err := core.New(cfg.Options(logger)...)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "chi:", err)
-		return service.ExitUsage
-	}
-	h, err := health.New(lc, health.WithLogger(logger))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "chi:", err)
-		return service.ExitUsage
-	}
-
+// router returns the chi router with the lifecycle's middleware, the
+// health routes and /work.
+func router(lc *core.Lifecycle, h *health.Health) http.Handler {
 	r := chi.NewRouter()
 	r.Use(chiadapter.Middleware(lc))
 	chiadapter.Mount(r, h)
 	r.Get("/work", service.Work)
 	r.Post("/work", service.Work)
-
-	srv := &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second}
-	if err := lc.BindHTTP(srv); err != nil {
-		fmt.Fprintln(os.Stderr, "chi:", err)
-		return service.ExitFailure
-	}
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "chi:", err)
-		return service.ExitFailure
-	}
-	logger.Info("listening", "addr", ln.Addr().String())
-	stopAdmin, err := service.ServeAdmin(cfg.AdminAddr, lc, logger)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "chi:", err)
-		return service.ExitFailure
-	}
-	defer stopAdmin()
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("serve", "err", err)
-			cancel() // shut down rather than linger unable to serve
-		}
-	}()
-	lc.MarkReady()
-	return service.ExitCode(lc.Run(ctx))
+	return r
 }
