@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Errors reported by a [Lifecycle].
@@ -238,29 +240,43 @@ func (l *Lifecycle) wait(ctx context.Context, done <-chan struct{}) error {
 }
 
 // start begins the shutdown sequence unless it already began, and returns
-// the channel closed when it ends.
+// the channel closed when it ends. The move to Holding happens here, under
+// the lock and before start returns, so that readiness fails at once and a
+// MarkReady racing with the shutdown can no longer make the service ready
+// (it used to be done by the sequence's goroutine, leaving a window in
+// which MarkReady moved a shutting-down service back to Serving).
 func (l *Lifecycle) start(trigger string) <-chan struct{} {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.started {
-		l.started = true
-		l.trigger = trigger
-		go l.sequence(trigger)
+	if l.started {
+		return l.stopped
 	}
+	l.started = true
+	l.trigger = trigger
+	start := time.Now()
+	ctx := l.tel.startShutdown(trigger, l.cfg.hold, l.cfg.drainTimeout)
+	holdSpan := l.tel.startPhase(ctx, SpanHold)
+	var was Phase
+	for {
+		was = Phase(l.phase.Load())
+		if l.phase.CompareAndSwap(int32(was), int32(Holding)) {
+			break
+		}
+	}
+	close(l.holding)
+	servers := append([]Server(nil), l.servers...)
+	go l.sequence(ctx, trigger, start, was == Serving, holdSpan, servers)
 	return l.stopped
 }
 
-func (l *Lifecycle) sequence(trigger string) {
-	start := time.Now()
+// sequence runs the rest of the shutdown once start has entered the hold.
+func (l *Lifecycle) sequence(ctx context.Context, trigger string, start time.Time, wasServing bool, holdSpan trace.Span, servers []Server) {
 	hold := l.cfg.hold
-	if l.Phase() != Serving {
+	if !wasServing {
 		hold = 0 // never ready: no load balancer routes here
 	}
-	ctx := l.tel.startShutdown(trigger, l.cfg.hold, l.cfg.drainTimeout)
 
 	// Hold: readiness fails, everything is still served.
-	holdSpan := l.tel.startPhase(ctx, SpanHold)
-	servers := l.enter(Holding, l.holding)
 	for _, s := range servers {
 		s.Hold()
 	}
