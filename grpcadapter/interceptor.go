@@ -88,7 +88,8 @@ func StreamServerInterceptor(lc *core.Lifecycle) grpc.StreamServerInterceptor {
 
 // ServerOptions returns the grpc.ServerOptions that install
 // [UnaryServerInterceptor] and [StreamServerInterceptor] for lc, ahead of
-// any interceptor added by a later option:
+// the interceptors of later Chain options (grpc-go runs one set with
+// grpc.UnaryInterceptor or grpc.StreamInterceptor before any chain):
 //
 //	srv := grpc.NewServer(append(grpcadapter.ServerOptions(lc), otherOpts...)...)
 func ServerOptions(lc *core.Lifecycle) []grpc.ServerOption {
