@@ -107,13 +107,16 @@ func (r LoadResult) String() string {
 
 const maxFailuresKept = 20
 
-// StartLoad starts the workers. The load stops at [Load.Stop], after
-// MaxRequests or after MaxDuration, whichever comes first; Stop is also
-// called when the test ends.
-func StartLoad(t testing.TB, cfg LoadConfig) *Load {
-	t.Helper()
-	if cfg.URL == "" {
-		t.Fatal("load: no URL")
+// NewLoad checks cfg, fills in its defaults and starts the workers. The
+// load stops at [Load.Stop], after MaxRequests or after MaxDuration,
+// whichever comes first. It needs no *testing.T, so that programs such as
+// a demo can use it; tests use [StartLoad].
+func NewLoad(cfg LoadConfig) (*Load, error) {
+	switch {
+	case !strings.HasPrefix(cfg.URL, "http://") && !strings.HasPrefix(cfg.URL, "https://"):
+		return nil, fmt.Errorf("testutil: load URL must start with http:// or https://, got %q", cfg.URL)
+	case cfg.Workers < 0, cfg.MaxRequests < 0, cfg.MaxDuration < 0, cfg.MaxWorkMS < 0, cfg.RequestTimeout < 0:
+		return nil, fmt.Errorf("testutil: load bounds must not be negative: %+v", cfg)
 	}
 	if cfg.Workers == 0 {
 		cfg.Workers = 8
@@ -135,14 +138,25 @@ func StartLoad(t testing.TB, cfg LoadConfig) *Load {
 	for w := range cfg.Workers {
 		l.wg.Go(func() { l.worker(ctx, w) })
 	}
-	go func() {
+	l.wg.Go(func() {
 		select {
 		case <-ctx.Done():
-			l.Stop()
+			l.once.Do(func() { close(l.stop) })
 		case <-l.stop:
 		}
 		cancel()
-	}()
+	})
+	return l, nil
+}
+
+// StartLoad is [NewLoad] for tests: a bad cfg fails the test, and the
+// load is stopped when the test ends.
+func StartLoad(t testing.TB, cfg LoadConfig) *Load {
+	t.Helper()
+	l, err := NewLoad(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { l.Stop() })
 	return l
 }
