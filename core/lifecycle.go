@@ -82,6 +82,10 @@ type Lifecycle struct {
 	force       context.Context
 	forceCancel context.CancelCauseFunc
 
+	// testHookRunNotified, when set by a test, is called once Run
+	// catches its signals.
+	testHookRunNotified func()
+
 	mu      sync.Mutex // guards the fields below
 	servers []Server
 	started bool
@@ -218,6 +222,13 @@ func (l *Lifecycle) Register(s Server) error {
 // sequence and return the same result. If ctx ends first, the rest of the
 // hold is skipped and the drain is forced at once, with ctx's cause as
 // the ForcedError's cause. Shutdown does not exit the process.
+//
+// Shutdown waits for every tracked request, so a request handler (or any
+// work between Begin and End) that calls Shutdown waits for itself: the
+// drain cannot finish before the drain timeout, and Shutdown then returns
+// a [*ForcedError] that counts the caller among the abandoned. Start the
+// shutdown from such work with go l.Shutdown(context.Background()) and
+// return, or watch [Lifecycle.Draining].
 func (l *Lifecycle) Shutdown(ctx context.Context) error {
 	return l.wait(ctx, l.start("api"))
 }
@@ -360,6 +371,13 @@ func (l *Lifecycle) drain(ctx context.Context, servers []Server, start time.Time
 	allDone := make(chan struct{})
 	go func() { wg.Wait(); close(allDone) }()
 	defer func() { <-allDone }() // a server's Drain returns once ctx ends
+
+	// Forced before the drain began (ctx or a second signal during the
+	// hold): the drain is forced at once, even if nothing is in flight,
+	// so that the caller learns that the sequence was cut short.
+	if ctx.Err() != nil {
+		return false
+	}
 
 	tick := time.NewTicker(l.cfg.progress)
 	defer tick.Stop()

@@ -29,6 +29,9 @@ func (l *Lifecycle) Run(ctx context.Context) error {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, l.cfg.signals...)
 	defer signal.Stop(sigs)
+	if l.testHookRunNotified != nil {
+		l.testHookRunNotified()
+	}
 	l.log.Info("lameduck: waiting for signals", "signals", signalNames(l.cfg.signals),
 		"hold", l.cfg.hold, "drain_timeout", l.cfg.drainTimeout)
 

@@ -1,0 +1,97 @@
+package core_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lameduck/lameduck/core"
+)
+
+// quiet is a logger that drops everything.
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// newLifecycle returns a lifecycle with a silent logger.
+func newLifecycle(t testing.TB, opts ...core.Option) *core.Lifecycle {
+	t.Helper()
+	l, err := core.New(append([]core.Option{core.WithLogger(quiet)}, opts...)...)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return l
+}
+
+// recv waits for ch to close or deliver, failing after a generous bound
+// that only guards against a hang.
+func recv[T any](t testing.TB, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: not within 10s", what)
+		var zero T
+		return zero
+	}
+}
+
+// isClosed reports whether ch is closed now.
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// shutdownAsync runs l.Shutdown(ctx) on a goroutine and returns its result.
+func shutdownAsync(ctx context.Context, l *core.Lifecycle) <-chan error {
+	res := make(chan error, 1)
+	go func() { res <- l.Shutdown(ctx) }()
+	return res
+}
+
+// fakeServer records the calls the lifecycle makes. Its Drain returns
+// when release is closed or ctx ends.
+type fakeServer struct {
+	name    string
+	log     *callLog
+	release chan struct{}
+	drainIn chan struct{} // closed when Drain is called
+}
+
+func newFakeServer(name string, log *callLog) *fakeServer {
+	return &fakeServer{name: name, log: log, release: make(chan struct{}), drainIn: make(chan struct{})}
+}
+
+func (f *fakeServer) Hold() { f.log.add(f.name + ".Hold") }
+
+func (f *fakeServer) Drain(ctx context.Context) error {
+	f.log.add(f.name + ".Drain")
+	close(f.drainIn)
+	select {
+	case <-f.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (f *fakeServer) Close() error { f.log.add(f.name + ".Close"); return nil }
+
+type callLog struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (c *callLog) add(s string) { c.mu.Lock(); c.calls = append(c.calls, s); c.mu.Unlock() }
+
+func (c *callLog) get() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.calls...)
+}
