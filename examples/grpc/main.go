@@ -25,8 +25,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -44,10 +42,7 @@ func main() { os.Exit(run(os.Args[1:])) }
 func run(args []string) int {
 	cfg, err := service.ParseFlags("grpc", ":9090", args, os.Stderr)
 	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, err)
-		}
-		return service.ExitUsage
+		return service.ExitUsage // ParseFlags has said why
 	}
 	logger := service.Logger()
 	flush, err := service.SetupTelemetry(context.Background())

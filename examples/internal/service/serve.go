@@ -3,7 +3,6 @@ package service
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -29,10 +28,7 @@ const DefaultHTTPAddr = ":8080"
 func RunHTTP(name string, args []string, routes func(*core.Lifecycle, *health.Health) http.Handler) int {
 	cfg, err := ParseFlags(name, DefaultHTTPAddr, args, os.Stderr)
 	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, err)
-		}
-		return ExitUsage
+		return ExitUsage // ParseFlags has said why
 	}
 	fail := func(code int, err error) int {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)

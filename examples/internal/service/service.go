@@ -45,8 +45,23 @@ type Config struct {
 }
 
 // ParseFlags parses args (without the program name) into a Config,
-// checking every value before anything starts.
+// checking every value before anything starts. Every error has already
+// been written to stderr when it returns (flag's own errors with the
+// usage), so callers only exit with [ExitUsage].
 func ParseFlags(name, defaultAddr string, args []string, stderr io.Writer) (Config, error) {
+	c, err := parseFlags(name, defaultAddr, args, stderr)
+	var bad badValue
+	if errors.As(err, &bad) {
+		fmt.Fprintln(stderr, err)
+	}
+	return c, err
+}
+
+// badValue is an error of a value that flag parsed but the contract
+// rejects; flag itself reports the others.
+type badValue struct{ error }
+
+func parseFlags(name, defaultAddr string, args []string, stderr io.Writer) (Config, error) {
 	var c Config
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -65,20 +80,20 @@ func ParseFlags(name, defaultAddr string, args []string, stderr io.Writer) (Conf
 		return c, err
 	}
 	if fs.NArg() > 0 {
-		return c, fmt.Errorf("%s: unexpected arguments: %q", name, fs.Args())
+		return c, badValue{fmt.Errorf("%s: unexpected arguments: %q", name, fs.Args())}
 	}
 	switch {
 	case c.Addr == "":
-		return c, fmt.Errorf("%s: -addr must not be empty", name)
+		return c, badValue{fmt.Errorf("%s: -addr must not be empty", name)}
 	case c.Hold < 0:
-		return c, fmt.Errorf("%s: -hold must not be negative, got %v", name, c.Hold)
+		return c, badValue{fmt.Errorf("%s: -hold must not be negative, got %v", name, c.Hold)}
 	case c.DrainTimeout <= 0:
-		return c, fmt.Errorf("%s: -drain-timeout must be positive, got %v", name, c.DrainTimeout)
+		return c, badValue{fmt.Errorf("%s: -drain-timeout must be positive, got %v", name, c.DrainTimeout)}
 	case c.Grace <= 0:
-		return c, fmt.Errorf("%s: -grace must be positive, got %v", name, c.Grace)
+		return c, badValue{fmt.Errorf("%s: -grace must be positive, got %v", name, c.Grace)}
 	case c.Hold+c.DrainTimeout > c.Grace:
-		return c, fmt.Errorf("%s: -hold %v + -drain-timeout %v = %v exceeds -grace %v: the kubelet would SIGKILL mid-drain",
-			name, c.Hold, c.DrainTimeout, c.Hold+c.DrainTimeout, c.Grace)
+		return c, badValue{fmt.Errorf("%s: -hold %v + -drain-timeout %v = %v exceeds -grace %v: the kubelet would SIGKILL mid-drain",
+			name, c.Hold, c.DrainTimeout, c.Hold+c.DrainTimeout, c.Grace)}
 	}
 	return c, nil
 }
