@@ -1,0 +1,54 @@
+package core_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/lameduck/lameduck/core"
+)
+
+func TestPreStopReturnsAfterHold(t *testing.T) {
+	l := newLifecycle(t, core.WithHold(time.Hour), core.WithDrainTimeout(time.Hour))
+	l.MarkReady()
+	done := make(chan *httptest.ResponseRecorder, 1)
+	go func() {
+		w := httptest.NewRecorder()
+		l.PreStopHandler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/prestop", nil))
+		done <- w
+	}()
+	recv(t, l.Holding(), "Holding()")
+	if l.Ready() {
+		t.Fatal("Ready() once preStop was called: got true, want false")
+	}
+	select {
+	case <-done:
+		t.Fatal("preStop returned during the hold, want it to wait for the hold")
+	default:
+	}
+	// A Shutdown with an ended ctx cuts the hold short: the preStop
+	// request returns once the hold is over.
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_ = l.Shutdown(ctx)
+	w := recv(t, done, "preStop after the hold")
+	if w.Code != http.StatusOK {
+		t.Fatalf("preStop: got status %d, want 200", w.Code)
+	}
+	if !isClosed(l.Draining()) {
+		t.Error("preStop returned before the drain started")
+	}
+}
+
+func TestPreStopClientGivesUp(t *testing.T) {
+	l := newLifecycle(t, core.WithHold(0), core.WithDrainTimeout(time.Hour))
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	w := httptest.NewRecorder()
+	l.PreStopHandler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/prestop", nil).WithContext(ctx))
+	// Whether the handler saw the drain or the ended request first, the
+	// sequence goes on and finishes.
+	recv(t, l.Stopped(), "Stopped()")
+}
