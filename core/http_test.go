@@ -1,0 +1,465 @@
+package core_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lameduck/lameduck/core"
+)
+
+// testServer is a real http.Server on 127.0.0.1:0 bound to a lifecycle.
+type testServer struct {
+	srv    *http.Server
+	addr   string
+	url    string
+	states chan connEvent // every ConnState change
+}
+
+type connEvent struct {
+	conn  net.Conn
+	state http.ConnState
+}
+
+// startServer serves h behind l.Middleware and binds the server to l.
+// configure, if not nil, adjusts the server before it starts.
+func startServer(t *testing.T, l *core.Lifecycle, h http.Handler, configure func(*http.Server)) *testServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := &testServer{addr: ln.Addr().String(), states: make(chan connEvent, 1024)}
+	ts.url = "http://" + ts.addr
+	ts.srv = &http.Server{
+		Handler:  l.Middleware(h),
+		ErrorLog: log.New(io.Discard, "", 0),
+		ConnState: func(c net.Conn, s http.ConnState) {
+			select {
+			case ts.states <- connEvent{c, s}:
+			default:
+			}
+		},
+	}
+	if configure != nil {
+		configure(ts.srv)
+	}
+	if err := l.BindHTTP(ts.srv); err != nil {
+		t.Fatalf("BindHTTP: %v", err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- ts.srv.Serve(ln) }()
+	t.Cleanup(func() {
+		_ = ts.srv.Close()
+		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("Serve: got %v, want ErrServerClosed", err)
+		}
+	})
+	return ts
+}
+
+// waitState waits for the next connection to reach state s.
+func (ts *testServer) waitState(t *testing.T, s http.ConnState) net.Conn {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case e := <-ts.states:
+			if e.state == s {
+				return e.conn
+			}
+		case <-deadline:
+			t.Fatalf("no connection reached %v within 10s", s)
+			return nil
+		}
+	}
+}
+
+func newClient(t *testing.T) *http.Client {
+	t.Helper()
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: time.Minute}
+}
+
+type result struct {
+	status int
+	header http.Header
+	body   []byte
+	close  bool // the response said "Connection: close" (the client strips the header)
+	err    error
+}
+
+func get(c *http.Client, url string) result {
+	resp, err := c.Get(url)
+	if err != nil {
+		return result{err: err}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return result{status: resp.StatusCode, header: resp.Header, body: body, close: resp.Close, err: err}
+}
+
+func getAsync(c *http.Client, url string) <-chan result {
+	ch := make(chan result, 1)
+	go func() { ch <- get(c, url) }()
+	return ch
+}
+
+// gate is a handler that signals its start and waits for release.
+type gate struct {
+	started chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func newGate() *gate { return &gate{started: make(chan struct{}, 16), release: make(chan struct{})} }
+
+func (g *gate) open() { g.once.Do(func() { close(g.release) }) }
+
+func TestHTTPHoldSendsConnectionClose(t *testing.T) {
+	l := newLifecycle(t, core.WithHold(time.Hour), core.WithDrainTimeout(time.Hour))
+	ts := startServer(t, l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "ok")
+	}), nil)
+	l.MarkReady()
+	c := newClient(t)
+	if r := get(c, ts.url+"/work"); r.err != nil || r.status != 200 || r.close {
+		t.Fatalf("serving: got %d %v close %v, want 200 and keep-alive", r.status, r.err, r.close)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	res := shutdownAsync(ctx, l)
+	recv(t, l.Holding(), "Holding()")
+	r := get(c, ts.url+"/work")
+	if r.err != nil || r.status != 200 || string(r.body) != "ok" {
+		t.Fatalf("holding: got %d %q %v, want 200 ok", r.status, r.body, r.err)
+	}
+	if !r.close {
+		t.Errorf("holding: got a keep-alive response, want Connection: close")
+	}
+	cancel()
+	recv(t, l.Draining(), "Draining()")
+	if conn, err := net.Dial("tcp", ts.addr); err == nil {
+		conn.Close()
+		t.Errorf("dial once draining: got a connection, want refused")
+	}
+	recv(t, res, "Shutdown")
+}
+
+func TestHTTPInFlightGetsFullBody(t *testing.T) {
+	const size, chunk = 1 << 20, 64 << 10
+	l := newLifecycle(t, core.WithHold(0), core.WithDrainTimeout(time.Hour))
+	g := newGate()
+	ts := startServer(t, l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g.started <- struct{}{}
+		<-g.release
+		f := w.(http.Flusher)
+		buf := []byte(strings.Repeat("x", chunk))
+		for range size / chunk {
+			if _, err := w.Write(buf); err != nil {
+				return
+			}
+			f.Flush()
+		}
+	}), nil)
+	l.MarkReady()
+	resc := getAsync(newClient(t), ts.url+"/big")
+	recv(t, g.started, "handler start")
+	shut := shutdownAsync(t.Context(), l)
+	recv(t, l.Draining(), "Draining()")
+	g.open() // write the body only once the drain has started
+	r := recv(t, resc, "response")
+	if r.err != nil || r.status != 200 {
+		t.Fatalf("in-flight request: got %d %v, want 200", r.status, r.err)
+	}
+	if len(r.body) != size {
+		t.Fatalf("body: got %d bytes, want %d", len(r.body), size)
+	}
+	// The drain finishes by itself once the response is written: a nil
+	// result, not a ForcedError (the drain timeout is an hour).
+	if err := recv(t, shut, "Shutdown"); err != nil {
+		t.Fatalf("Shutdown: got %v, want nil", err)
+	}
+}
+
+func TestHTTPStuckHandlerForced(t *testing.T) {
+	l := newLifecycle(t, core.WithHold(0), core.WithDrainTimeout(200*time.Millisecond))
+	g := newGate()
+	defer g.open()
+	ts := startServer(t, l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g.started <- struct{}{}
+		<-g.release
+	}), nil)
+	l.MarkReady()
+	resc := getAsync(newClient(t), ts.url+"/stuck")
+	recv(t, g.started, "handler start")
+	err := l.Shutdown(t.Context())
+	var fe *core.ForcedError
+	if !errors.As(err, &fe) || fe.Abandoned != 1 || fe.Cause != core.ErrDrainTimeout {
+		t.Fatalf("Shutdown: got %v, want ForcedError{Abandoned: 1, Cause: ErrDrainTimeout}", err)
+	}
+	if r := recv(t, resc, "response of the abandoned request"); r.err == nil {
+		t.Errorf("abandoned request: got status %d, want a transport error (connection closed)", r.status)
+	}
+}
+
+func TestHTTPPanickingHandlerDoesNotLeak(t *testing.T) {
+	l := newLifecycle(t, core.WithHold(0), core.WithDrainTimeout(time.Hour))
+	ts := startServer(t, l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		panic("boom")
+	}), nil)
+	l.MarkReady()
+	if r := get(newClient(t), ts.url+"/panic"); r.err == nil {
+		t.Fatalf("panicking handler: got status %d, want the connection dropped", r.status)
+	}
+	if got := l.InFlight(); got != 0 {
+		t.Fatalf("InFlight() after a panic: got %d, want 0", got)
+	}
+	if err := recv(t, shutdownAsync(t.Context(), l), "Shutdown"); err != nil {
+		t.Fatalf("Shutdown: got %v, want nil", err)
+	}
+}
+
+func TestHTTPHijackedConnection(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		watchDraining bool
+	}{{"handler watches Draining", true}, {"handler ignores the drain", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newLifecycle(t, core.WithHold(0), core.WithDrainTimeout(200*time.Millisecond))
+			g := newGate()
+			defer g.open()
+			ts := startServer(t, l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				conn, _, err := http.NewResponseController(w).Hijack()
+				if err != nil {
+					t.Errorf("Hijack: %v", err)
+					return
+				}
+				defer conn.Close()
+				g.started <- struct{}{}
+				if tc.watchDraining {
+					select {
+					case <-l.Draining():
+					case <-g.release:
+					}
+				} else {
+					<-g.release
+				}
+			}), nil)
+			l.MarkReady()
+			conn, err := net.Dial("tcp", ts.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if _, err := io.WriteString(conn, "GET /ws HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+				t.Fatal(err)
+			}
+			recv(t, g.started, "hijacking handler")
+			err = recv(t, shutdownAsync(t.Context(), l), "Shutdown")
+			if tc.watchDraining {
+				if err != nil {
+					t.Fatalf("Shutdown: got %v, want nil", err)
+				}
+				return
+			}
+			var fe *core.ForcedError
+			if !errors.As(err, &fe) || fe.Abandoned != 1 {
+				t.Fatalf("Shutdown: got %v, want a ForcedError with 1 abandoned at the drain timeout", err)
+			}
+		})
+	}
+}
+
+func TestHTTPIdleKeepAliveClosedAtDrain(t *testing.T) {
+	l := newLifecycle(t, core.WithHold(0), core.WithDrainTimeout(time.Hour))
+	ts := startServer(t, l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "ok")
+	}), nil)
+	l.MarkReady()
+	conn, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	if _, err := io.WriteString(conn, "GET /work HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Close {
+		t.Fatal("serving: the server asked to close, want keep-alive")
+	}
+	ts.waitState(t, http.StateIdle)
+	// An idle keep-alive connection must not hold the hour-long drain.
+	if err := recv(t, shutdownAsync(t.Context(), l), "Shutdown with an idle connection"); err != nil {
+		t.Fatalf("Shutdown: got %v, want nil", err)
+	}
+	if err := conn.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("read on the idle connection after the drain: got %v, want EOF (closed)", err)
+	}
+}
+
+func TestHTTPSlowlorisBoundedByNewConnGrace(t *testing.T) {
+	l := newLifecycle(t, core.WithHold(0), core.WithDrainTimeout(time.Hour))
+	ts := startServer(t, l, http.NotFoundHandler(), nil)
+	l.MarkReady()
+	conn, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: "); err != nil {
+		t.Fatal(err)
+	}
+	ts.waitState(t, http.StateNew)
+	start := time.Now()
+	err = recv(t, shutdownAsync(t.Context(), l), "Shutdown with a slowloris connection")
+	if err != nil {
+		t.Fatalf("Shutdown: got %v, want nil (the connection closed at its grace)", err)
+	}
+	// The connection is closed NewConnGrace after its accept; 5s on top
+	// only absorbs a loaded machine, far below the hour of drain timeout.
+	if d := time.Since(start); d > core.NewConnGrace+5*time.Second {
+		t.Errorf("drain with a slowloris connection took %v, want about NewConnGrace (%v)", d, core.NewConnGrace)
+	}
+	if err := conn.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("read on the slowloris connection: got %v, want EOF", err)
+	}
+}
+
+func h2cServer(s *http.Server) {
+	s.Protocols = new(http.Protocols)
+	s.Protocols.SetHTTP1(true)
+	s.Protocols.SetUnencryptedHTTP2(true)
+}
+
+func h2cClient(t *testing.T) *http.Client {
+	t.Helper()
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: time.Minute}
+}
+
+func TestHTTP2HoldSendsGoAway(t *testing.T) {
+	l := newLifecycle(t, core.WithHold(time.Hour), core.WithDrainTimeout(time.Hour))
+	ts := startServer(t, l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, r.Proto)
+	}), h2cServer)
+	l.MarkReady()
+	c := h2cClient(t)
+
+	var reused []bool
+	var mu sync.Mutex
+	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+		mu.Lock()
+		reused = append(reused, info.Reused)
+		mu.Unlock()
+	}}
+	do := func(what string) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(httptrace.WithClientTrace(t.Context(), trace), http.MethodGet, ts.url+"/work", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || string(body) != "HTTP/2.0" {
+			t.Fatalf("%s: got %d %q %v, want 200 over HTTP/2.0", what, resp.StatusCode, body, err)
+		}
+	}
+	do("serving")
+	first := ts.waitState(t, http.StateNew)
+	do("serving, second request") // reuses the connection
+	ctx, cancel := context.WithCancel(t.Context())
+	res := shutdownAsync(ctx, l)
+	recv(t, l.Holding(), "Holding()")
+	do("holding") // answered on the same connection, followed by a GOAWAY
+	// The GOAWAY makes the connection close once its stream is done.
+	for closed := false; !closed; {
+		e := recv(t, ts.states, "the first connection closing")
+		closed = e.conn == first && e.state == http.StateClosed
+	}
+	do("holding, after the GOAWAY")
+	second := ts.waitState(t, http.StateNew)
+	if second == first {
+		t.Fatal("after the GOAWAY: the request used the old connection")
+	}
+	mu.Lock()
+	want := []bool{false, true, true, false}
+	got := append([]bool(nil), reused...)
+	mu.Unlock()
+	if len(got) != len(want) {
+		t.Fatalf("GotConn Reused: got %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("GotConn Reused: got %v, want %v", got, want)
+		}
+	}
+	// The new h2 connection is idle now: it must not hold the drain. The
+	// ended ctx cuts the hold short, which is reported as forced.
+	cancel()
+	err := recv(t, res, "Shutdown with an idle h2 connection")
+	var fe *core.ForcedError
+	if !errors.As(err, &fe) || fe.Abandoned != 0 || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Shutdown: got %v, want ForcedError{Abandoned: 0, Cause: context.Canceled}", err)
+	}
+}
+
+func TestHTTP2IdleConnectionDoesNotHangDrain(t *testing.T) {
+	l := newLifecycle(t, core.WithHold(0), core.WithDrainTimeout(time.Hour))
+	ts := startServer(t, l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "ok")
+	}), h2cServer)
+	l.MarkReady()
+	if r := get(h2cClient(t), ts.url+"/work"); r.err != nil || r.status != 200 {
+		t.Fatalf("request: got %d %v", r.status, r.err)
+	}
+	ts.waitState(t, http.StateIdle)
+	if err := recv(t, shutdownAsync(t.Context(), l), "Shutdown with an idle h2 connection"); err != nil {
+		t.Fatalf("Shutdown: got %v, want nil", err)
+	}
+}
+
+func TestBindHTTPAfterDrain(t *testing.T) {
+	l := newLifecycle(t, core.WithHold(0))
+	if err := l.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	hook := func(net.Conn, http.ConnState) {}
+	srv := &http.Server{ConnState: hook}
+	if err := l.BindHTTP(srv); !errors.Is(err, core.ErrShuttingDown) {
+		t.Fatalf("BindHTTP once stopped: got %v, want ErrShuttingDown", err)
+	}
+	if srv.ConnState == nil {
+		t.Error("BindHTTP failed but removed the ConnState hook")
+	}
+}
