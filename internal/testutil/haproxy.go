@@ -211,39 +211,11 @@ func StartHAProxy(t testing.TB, cfg HAProxyConfig) *HAProxy {
 		URL: "http://" + fe.Addr().String(), Addr: fe.Addr().String(), Config: conf.String(),
 		t: t, cfg: cfg, sock: sock, next: 1,
 	}
-	h.proc = startCmd(t, cmd)
+	h.proc = StartCmd(t, cmd)
 	if _, err := h.Command("show info"); err != nil {
 		t.Fatalf("haproxy runtime API: %v; stderr:\n%s", err, h.proc.Stderr())
 	}
 	return h
-}
-
-// startCmd starts cmd like [Start] does: output captured, killed when the
-// test ends, stderr logged if the test failed.
-func startCmd(t testing.TB, cmd *exec.Cmd) *Process {
-	t.Helper()
-	p := &Process{t: t, cmd: cmd, done: make(chan struct{})}
-	cmd.Stdout = &p.stdout
-	cmd.Stderr = &p.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", cmd.Path, err)
-	}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("%s stderr:\n%s", filepath.Base(cmd.Path), p.Stderr())
-		}
-	})
-	return p
 }
 
 // Stderr returns haproxy's log so far: abnormal requests and connections,

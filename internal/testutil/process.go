@@ -122,27 +122,35 @@ type Process struct {
 // The process is killed, if still running, when the test ends.
 func Start(t testing.TB, bin string, env []string, args ...string) *Process {
 	t.Helper()
-	p := &Process{t: t, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stdout = &p.stdout
-	p.cmd.Stderr = &p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", bin, err)
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	return StartCmd(t, cmd)
+}
+
+// StartCmd starts cmd, capturing its output (any Stdout or Stderr set on
+// cmd is replaced). The process is killed, if still running, when the
+// test ends, and its stderr is logged if the test failed.
+func StartCmd(t testing.TB, cmd *exec.Cmd) *Process {
+	t.Helper()
+	p := &Process{t: t, cmd: cmd, done: make(chan struct{})}
+	cmd.Stdout = &p.stdout
+	cmd.Stderr = &p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", cmd.Path, err)
 	}
 	go func() {
-		p.err = p.cmd.Wait()
+		p.err = cmd.Wait()
 		close(p.done)
 	}()
 	t.Cleanup(func() {
 		select {
 		case <-p.done:
 		default:
-			_ = p.cmd.Process.Kill()
+			_ = cmd.Process.Kill()
 			<-p.done
 		}
 		if t.Failed() {
-			t.Logf("%s stderr:\n%s", filepath.Base(bin), p.Stderr())
+			t.Logf("%s stderr:\n%s", filepath.Base(cmd.Path), p.Stderr())
 		}
 	})
 	return p
