@@ -306,8 +306,7 @@ func (l *Lifecycle) sequence(ctx context.Context, trigger string, start time.Tim
 
 	// Drain: stop accepting, wait for in-flight work, force at the timeout.
 	drainStart := time.Now()
-	servers = l.enter(Draining, l.draining)
-	atDrain := l.InFlight()
+	servers, atDrain := l.enter(Draining, l.draining)
 	l.log.Info("lameduck: draining", "held", held.Round(time.Millisecond),
 		"in_flight", atDrain, "timeout", l.cfg.drainTimeout)
 	drainSpan := l.tel.startPhase(ctx, SpanDrain, AttrInFlight.Int64(atDrain))
@@ -342,13 +341,16 @@ func (l *Lifecycle) sequence(ctx context.Context, trigger string, start time.Tim
 }
 
 // enter moves to phase p, closes its channel and returns the servers
-// registered so far.
-func (l *Lifecycle) enter(p Phase, ch chan struct{}) []Server {
+// registered so far and the work in flight as the phase started. The
+// count is read before the channel closes, so that work ending when a
+// watcher of the channel sees it close is still counted.
+func (l *Lifecycle) enter(p Phase, ch chan struct{}) ([]Server, int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.phase.Store(int32(p))
+	n := l.InFlight()
 	close(ch)
-	return append([]Server(nil), l.servers...)
+	return append([]Server(nil), l.servers...), n
 }
 
 // drain waits for the servers and the tracked work to finish, logging
