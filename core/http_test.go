@@ -23,6 +23,8 @@ type testServer struct {
 	addr   string
 	url    string
 	states chan connEvent // every ConnState change
+	served chan struct{}  // closed when Serve has returned
+	err    error          // Serve's result, once served is closed
 }
 
 type connEvent struct {
@@ -56,12 +58,13 @@ func startServer(t *testing.T, l *core.Lifecycle, h http.Handler, configure func
 	if err := l.BindHTTP(ts.srv); err != nil {
 		t.Fatalf("BindHTTP: %v", err)
 	}
-	served := make(chan error, 1)
-	go func() { served <- ts.srv.Serve(ln) }()
+	ts.served = make(chan struct{})
+	go func() { ts.err = ts.srv.Serve(ln); close(ts.served) }()
 	t.Cleanup(func() {
 		_ = ts.srv.Close()
-		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-			t.Errorf("Serve: got %v, want ErrServerClosed", err)
+		<-ts.served
+		if !errors.Is(ts.err, http.ErrServerClosed) {
+			t.Errorf("Serve: got %v, want ErrServerClosed", ts.err)
 		}
 	})
 	return ts
@@ -147,7 +150,8 @@ func TestHTTPHoldSendsConnectionClose(t *testing.T) {
 		t.Errorf("holding: got a keep-alive response, want Connection: close")
 	}
 	cancel()
-	recv(t, l.Draining(), "Draining()")
+	// The drain closes the listener, and Serve returns.
+	recv(t, ts.served, "Serve returning at the drain")
 	if conn, err := net.Dial("tcp", ts.addr); err == nil {
 		conn.Close()
 		t.Errorf("dial once draining: got a connection, want refused")
