@@ -467,3 +467,24 @@ func TestBindHTTPAfterDrain(t *testing.T) {
 		t.Error("BindHTTP failed but removed the ConnState hook")
 	}
 }
+
+// TestHTTPShutdownFromHandler pins down the documented outcome of a
+// handler that calls Shutdown itself: it waits for its own request, so
+// the drain runs to its timeout and reports the handler as abandoned; it
+// does not deadlock.
+func TestHTTPShutdownFromHandler(t *testing.T) {
+	l := newLifecycle(t, core.WithHold(0), core.WithDrainTimeout(200*time.Millisecond))
+	inside := make(chan error, 1)
+	ts := startServer(t, l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inside <- l.Shutdown(r.Context())
+	}), nil)
+	l.MarkReady()
+	resc := getAsync(newClient(t), ts.url+"/admin/stop")
+	err := recv(t, inside, "Shutdown called from the handler")
+	var fe *core.ForcedError
+	if !errors.As(err, &fe) || fe.Abandoned != 1 || fe.Cause != core.ErrDrainTimeout {
+		t.Fatalf("Shutdown from a handler: got %v, want ForcedError{Abandoned: 1, Cause: ErrDrainTimeout}", err)
+	}
+	recv(t, resc, "the client's result")
+	recv(t, l.Stopped(), "Stopped()")
+}
