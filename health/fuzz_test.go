@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lameduck/lameduck/core"
 	"github.com/lameduck/lameduck/health"
@@ -25,7 +26,7 @@ func FuzzReadyzQuery(f *testing.F) {
 	f.Add("/readyz", "verbose&exclude=db")
 	f.Add("/livez/deadlock", "verbose")
 
-	h, err := health.New(newLifecycle(f, core.Serving), health.WithLogger(discard),
+	h, err := health.New(newLifecycle(f, core.Serving), health.WithLogger(discard), health.WithTimeout(time.Minute),
 		health.WithReadinessChecks(
 			health.NamedCheck("db", returns(errors.New(secret))),
 			health.NamedCheck("cache", returns(nil)),

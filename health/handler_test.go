@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lameduck/lameduck/core"
 	"github.com/lameduck/lameduck/health"
@@ -26,6 +27,7 @@ func newTestHealth(t testing.TB, lc *core.Lifecycle, dbFails bool) (*health.Heal
 	}
 	logger, logs := newLogger()
 	h, err := health.New(lc, health.WithLogger(logger),
+		health.WithTimeout(time.Minute), // the checks return at once, even on a loaded machine
 		health.WithReadinessChecks(health.NamedCheck("db", returns(dbErr)), health.NamedCheck("cache", returns(nil))),
 		health.WithLivenessChecks(health.NamedCheck("deadlock", returns(nil))),
 	)

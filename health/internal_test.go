@@ -91,7 +91,7 @@ func (c *fakeClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 func TestCacheTTL(t *testing.T) {
 	var calls atomic.Int32
-	h, err := New(servingLifecycle(t), WithLogger(discard), WithCacheTTL(10*time.Second),
+	h, err := New(servingLifecycle(t), WithLogger(discard), WithCacheTTL(10*time.Second), WithTimeout(time.Minute),
 		WithReadinessChecks(NamedCheck("db", func(context.Context) error {
 			if calls.Add(1) == 1 {
 				return errors.New("first call fails")
