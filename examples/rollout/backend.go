@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/lameduck/lameduck/core"
+	"github.com/lameduck/lameduck/examples/internal/service"
+	"github.com/lameduck/lameduck/health"
+)
+
+// backendEnv, when set in the environment to a behaviour, makes this
+// program a backend of the demo instead of the demo itself.
+const backendEnv = "LAMEDUCK_ROLLOUT_BACKEND"
+
+// Exit statuses of a backend (besides being killed by SIGTERM).
+const (
+	backendDrained  = service.ExitDrained // every request finished
+	backendForced   = service.ExitForced  // the drain timed out
+	backendUsage    = service.ExitUsage   // bad arguments
+	backendFailure  = service.ExitFailure // could not listen or serve
+	backendOrphaned = 5                   // the demo went away (stdin closed)
+)
+
+// backendMain is the life of one backend process with the given
+// behaviour: it listens on 127.0.0.1:0, prints the address it got on
+// stdout (one line, for the demo), serves /work, /healthz and /readyz and
+// reacts to SIGTERM as the behaviour says. It returns the exit status.
+func backendMain(behaviour string, args []string) int {
+	fs := flag.NewFlagSet("rollout backend", flag.ContinueOnError)
+	hold := fs.Duration("hold", 2*time.Second, "lameduck hold")
+	drain := fs.Duration("drain-timeout", 5*time.Second, "drain timeout")
+	if err := fs.Parse(args); err != nil {
+		return backendUsage
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("pid", os.Getpid(), "behaviour", behaviour)
+
+	// The demo holds our stdin open; when it goes away, so do we, so
+	// that no backend outlives a demo that was killed.
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		os.Exit(backendOrphaned)
+	}()
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		logger.Error("listen", "err", err)
+		return backendFailure
+	}
+	mux := http.NewServeMux()
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	switch behaviour {
+	case behaviourExit:
+		return serveUntilKilled(srv, mux, ln, logger)
+	case behaviourShutdown:
+		return serveShutdown(srv, mux, ln, *drain, logger)
+	case behaviourLameduck:
+		return serveLameduck(srv, mux, ln, *hold, *drain, logger)
+	}
+	logger.Error("unknown behaviour")
+	ln.Close()
+	return backendUsage
+}
+
+// announce tells the demo where we listen.
+func announce(ln net.Listener) { fmt.Println(ln.Addr().String()) }
+
+// alwaysOK answers probes of a service that knows nothing of its
+// shutdown, as most do.
+func alwaysOK(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") }
+
+// serveUntilKilled installs no signal handler: SIGTERM kills the process
+// with every connection and request on it.
+func serveUntilKilled(srv *http.Server, mux *http.ServeMux, ln net.Listener, logger *slog.Logger) int {
+	mux.HandleFunc("/healthz", alwaysOK)
+	mux.HandleFunc("/readyz", alwaysOK)
+	mux.HandleFunc("/work", service.Work)
+	announce(ln)
+	err := srv.Serve(ln)
+	logger.Error("serve", "err", err)
+	return backendFailure
+}
+
+// serveShutdown is the pattern most Go services use: on SIGTERM, call
+// http.Server.Shutdown at once, which closes the listener and the idle
+// connections and waits for the requests in flight.
+func serveShutdown(srv *http.Server, mux *http.ServeMux, ln net.Listener, drain time.Duration, logger *slog.Logger) int {
+	mux.HandleFunc("/healthz", alwaysOK)
+	mux.HandleFunc("/readyz", alwaysOK)
+	mux.HandleFunc("/work", service.Work)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	announce(ln)
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		logger.Error("serve", "err", err)
+		return backendFailure
+	}
+	logger.Info("SIGTERM: shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		logger.Error("shutdown", "err", err)
+		return backendForced
+	}
+	logger.Info("stopped")
+	return backendDrained
+}
+
+// serveLameduck serves with a core.Lifecycle: readiness fails at SIGTERM,
+// everything is served for the hold (with "Connection: close"), then the
+// drain.
+func serveLameduck(srv *http.Server, mux *http.ServeMux, ln net.Listener, hold, drain time.Duration, logger *slog.Logger) int {
+	// MarkReady only once Run catches signals: a SIGTERM before that
+	// would kill the process (see core.Lifecycle.Run).
+	watching := newLogWatch(logger.Handler(), "lameduck: waiting for signals")
+	logger = slog.New(watching)
+	lc, err := core.New(core.WithHold(hold), core.WithDrainTimeout(drain), core.WithLogger(logger))
+	if err != nil {
+		logger.Error("lifecycle", "err", err)
+		ln.Close()
+		return backendUsage
+	}
+	h, err := health.New(lc, health.WithLogger(logger))
+	if err != nil {
+		logger.Error("health", "err", err)
+		ln.Close()
+		return backendUsage
+	}
+	h.Install(mux)
+	mux.Handle("/work", lc.Middleware(http.HandlerFunc(service.Work)))
+	if err := lc.BindHTTP(srv); err != nil {
+		logger.Error("bind", "err", err)
+		ln.Close()
+		return backendFailure
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("serve", "err", err)
+			cancel()
+		}
+	}()
+	go func() {
+		select {
+		case <-watching.seen:
+			lc.MarkReady()
+		case <-ctx.Done():
+		}
+	}()
+	announce(ln)
+	return service.ExitCode(lc.Run(ctx))
+}
+
+// logWatch is a slog.Handler that closes seen the first time it handles a
+// record with the message msg.
+type logWatch struct {
+	slog.Handler
+	msg  string
+	once *sync.Once
+	seen chan struct{}
+}
+
+func newLogWatch(h slog.Handler, msg string) *logWatch {
+	return &logWatch{Handler: h, msg: msg, once: new(sync.Once), seen: make(chan struct{})}
+}
+
+func (w *logWatch) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == w.msg {
+		w.once.Do(func() { close(w.seen) })
+	}
+	return w.Handler.Handle(ctx, r)
+}
+
+func (w *logWatch) WithAttrs(as []slog.Attr) slog.Handler {
+	c := *w
+	c.Handler = w.Handler.WithAttrs(as)
+	return &c
+}
+
+func (w *logWatch) WithGroup(name string) slog.Handler {
+	c := *w
+	c.Handler = w.Handler.WithGroup(name)
+	return &c
+}

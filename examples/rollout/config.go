@@ -1,0 +1,225 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Server behaviours on SIGTERM, in the order they are run.
+const (
+	behaviourExit     = "exit"     // no handler: the signal kills the process
+	behaviourShutdown = "shutdown" // http.Server.Shutdown as soon as SIGTERM arrives
+	behaviourLameduck = "lameduck" // core.Lifecycle: hold, then drain
+)
+
+// Load balancer modes.
+const (
+	modeL4 = "l4" // TCP proxy: picks a backend per connection (kube-proxy)
+	modeL7 = "l7" // HTTP reverse proxy: picks a backend per request (an ingress)
+)
+
+var (
+	allBehaviours = []string{behaviourExit, behaviourShutdown, behaviourLameduck}
+	allModes      = []string{modeL4, modeL7}
+)
+
+// config is the demo's command line.
+type config struct {
+	Backends     int
+	Behaviours   []string
+	Modes        []string
+	Workers      int
+	Requests     int64
+	RunTimeout   time.Duration
+	Settle       time.Duration
+	Hold         time.Duration
+	DrainTimeout time.Duration
+	DelayMin     time.Duration
+	DelayMax     time.Duration
+	Seed         uint64
+	MSMin        int
+	MSMax        int
+	PostRatio    float64
+	ReqTimeout   time.Duration
+	SVG          string
+	Verbose      bool
+}
+
+// defaultConfig returns the defaults, chosen so that the six runs finish
+// in well under a minute on two cores.
+func defaultConfig() config {
+	return config{
+		Backends:     3,
+		Behaviours:   allBehaviours,
+		Modes:        allModes,
+		Workers:      16,
+		Requests:     500000,
+		RunTimeout:   60 * time.Second,
+		Settle:       500 * time.Millisecond,
+		Hold:         2 * time.Second,
+		DrainTimeout: 5 * time.Second,
+		DelayMin:     500 * time.Millisecond,
+		DelayMax:     1500 * time.Millisecond,
+		Seed:         1,
+		MSMin:        0,
+		MSMax:        50,
+		PostRatio:    0.5,
+		ReqTimeout:   5 * time.Second,
+	}
+}
+
+const usageHeader = `Usage: go run ./examples/rollout [flags]
+
+Rolling restarts of a pool of backend processes behind an in-process load
+balancer, under load, once for each server behaviour and load balancer mode,
+with identical conditions (same seed, same load, same delays).
+
+Each backend is this program re-executed, so every SIGTERM is a real one.
+For each backend in turn the demo starts its replacement, waits until its
+/readyz answers 200 and adds it to the load balancer, then does what
+Kubernetes does when it deletes a pod: it sends SIGTERM to the old process
+and, at the same time, schedules the removal of its endpoint from the load
+balancer after a random delay in [-delay-min, -delay-max] (the time the
+endpoint change takes to reach kube-proxy or an ingress).
+
+Behaviours (what the backend does on SIGTERM):
+  exit      nothing: the signal kills the process (no handler installed)
+  shutdown  http.Server.Shutdown at once, the common Go pattern
+  lameduck  core.Lifecycle: readiness fails, everything is served for
+            -hold, then the drain (at most -drain-timeout)
+
+Load balancer modes:
+  l4  a TCP proxy that picks a backend from the current endpoint list only
+      when it accepts a client connection, then relays bytes both ways for
+      the life of that connection: removing an endpoint leaves established
+      keep-alive connections where they are (kube-proxy and conntrack)
+  l7  an HTTP reverse proxy that picks a backend for every request, keeps
+      its own keep-alive connections to the backends and never retries a
+      failed request: a failed upstream is a 502 to the client
+
+The load: -workers clients, each with its own keep-alive connection, send
+GET and POST /work?ms=N (N drawn in [-ms-min, -ms-max]); a POST has a body
+and no Idempotency-Key, so no client may safely retry it.
+
+Flags:
+`
+
+// parseFlags parses args (without the program name). It returns
+// flag.ErrHelp for -h, and otherwise an error that says which value is
+// wrong, before anything is started.
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	c := defaultConfig()
+	fs := flag.NewFlagSet("rollout", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usageHeader)
+		fs.PrintDefaults()
+	}
+	behaviours := strings.Join(c.Behaviours, ",")
+	modes := strings.Join(c.Modes, ",")
+	fs.IntVar(&c.Backends, "backends", c.Backends, "`number` of backend processes in the pool (1-20)")
+	fs.StringVar(&behaviours, "behaviours", behaviours, "comma-separated `list` of server behaviours to run: exit, shutdown, lameduck")
+	fs.StringVar(&modes, "modes", modes, "comma-separated `list` of load balancer modes to run: l4, l7")
+	fs.IntVar(&c.Workers, "workers", c.Workers, "`number` of concurrent clients, each on its own keep-alive connection (1-1000)")
+	fs.Int64Var(&c.Requests, "requests", c.Requests, "at most this many requests per run (a bound; runs normally end before)")
+	fs.DurationVar(&c.RunTimeout, "run-timeout", c.RunTimeout, "a run that takes longer than this is abandoned (a bound)")
+	fs.DurationVar(&c.Settle, "settle", c.Settle, "load before the first restart and after the last one")
+	fs.DurationVar(&c.Hold, "hold", c.Hold, "lameduck: how long to keep serving after SIGTERM")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "lameduck and shutdown: how long in-flight requests may take to finish after the listener closes")
+	fs.DurationVar(&c.DelayMin, "delay-min", c.DelayMin, "shortest delay between SIGTERM and the endpoint's removal from the load balancer")
+	fs.DurationVar(&c.DelayMax, "delay-max", c.DelayMax, "longest delay between SIGTERM and the endpoint's removal from the load balancer")
+	fs.Uint64Var(&c.Seed, "seed", c.Seed, "seed of the removal delays and of the load (the same for every run)")
+	fs.IntVar(&c.MSMin, "ms-min", c.MSMin, "shortest work of a request, in `milliseconds`")
+	fs.IntVar(&c.MSMax, "ms-max", c.MSMax, "longest work of a request, in `milliseconds` (at most 60000)")
+	fs.Float64Var(&c.PostRatio, "post", c.PostRatio, "share of POST requests, from 0 to 1")
+	fs.DurationVar(&c.ReqTimeout, "request-timeout", c.ReqTimeout, "a request that takes longer fails as a timeout")
+	fs.StringVar(&c.SVG, "svg", "", "write a timeline of successes and failures to this `file` (SVG)")
+	fs.BoolVar(&c.Verbose, "v", false, "show the backends' logs (stderr) and every step")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	var err error
+	if c.Behaviours, err = parseList("behaviours", behaviours, allBehaviours); err != nil {
+		return c, err
+	}
+	if c.Modes, err = parseList("modes", modes, allModes); err != nil {
+		return c, err
+	}
+	return c, c.validate()
+}
+
+// parseList parses a comma-separated list of known names, without
+// duplicates, into the order of known.
+func parseList(flagName, s string, known []string) ([]string, error) {
+	seen := map[string]bool{}
+	for name := range strings.SplitSeq(s, ",") {
+		name = strings.ToLower(strings.TrimSpace(name))
+		if !slices.Contains(known, name) {
+			return nil, fmt.Errorf("-%s: unknown name %q, want some of %s", flagName, name, strings.Join(known, ", "))
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("-%s: %q given twice", flagName, name)
+		}
+		seen[name] = true
+	}
+	var out []string
+	for _, name := range known {
+		if seen[name] {
+			out = append(out, name)
+		}
+	}
+	return out, nil
+}
+
+func (c config) validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.Backends < 1 || c.Backends > 20 {
+		bad("-backends must be from 1 to 20, got %d", c.Backends)
+	}
+	if c.Workers < 1 || c.Workers > 1000 {
+		bad("-workers must be from 1 to 1000, got %d", c.Workers)
+	}
+	if c.Requests < 1 {
+		bad("-requests must be positive, got %d", c.Requests)
+	}
+	if c.RunTimeout <= 0 {
+		bad("-run-timeout must be positive, got %v", c.RunTimeout)
+	}
+	if c.Settle < 0 {
+		bad("-settle must not be negative, got %v", c.Settle)
+	}
+	if c.Hold < 0 {
+		bad("-hold must not be negative, got %v", c.Hold)
+	}
+	if c.DrainTimeout <= 0 {
+		bad("-drain-timeout must be positive, got %v", c.DrainTimeout)
+	}
+	if c.DelayMin < 0 {
+		bad("-delay-min must not be negative, got %v", c.DelayMin)
+	}
+	if c.DelayMax < c.DelayMin {
+		bad("-delay-max %v must not be less than -delay-min %v", c.DelayMax, c.DelayMin)
+	}
+	if c.MSMin < 0 {
+		bad("-ms-min must not be negative, got %d", c.MSMin)
+	}
+	if c.MSMax < c.MSMin || c.MSMax > 60000 {
+		bad("-ms-max must be from -ms-min (%d) to 60000, got %d", c.MSMin, c.MSMax)
+	}
+	if !(c.PostRatio >= 0 && c.PostRatio <= 1) { // also rejects NaN
+		bad("-post must be from 0 to 1, got %v", c.PostRatio)
+	}
+	if c.ReqTimeout <= 0 {
+		bad("-request-timeout must be positive, got %v", c.ReqTimeout)
+	}
+	return errors.Join(errs...)
+}
