@@ -40,15 +40,17 @@ func (l *Lifecycle) AdmitHTTP(w http.ResponseWriter, r *http.Request) Admission 
 	if IsProbePath(r.URL.Path) {
 		return Untracked
 	}
-	if !l.Begin() {
+	// Begin, with the phase read once for both decisions.
+	l.inflight.Add(1)
+	if p := Phase(l.phase.Load()); p >= Holding {
 		h := w.Header()
 		h.Set("Connection", "close")
-		h.Set("Retry-After", "1")
-		http.Error(w, "shutting down", http.StatusServiceUnavailable)
-		return Refused
-	}
-	if Phase(l.phase.Load()) >= Holding {
-		w.Header().Set("Connection", "close")
+		if p >= Draining {
+			l.End()
+			h.Set("Retry-After", "1")
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+			return Refused
+		}
 	}
 	return Tracked
 }
@@ -72,12 +74,21 @@ func (l *Lifecycle) Middleware(next http.Handler) http.Handler {
 // neither tracked nor refused: /healthz, /livez, /readyz (and their
 // per-check sub-paths) and /metrics.
 func IsProbePath(path string) bool {
-	switch path {
-	case "/healthz", "/livez", "/readyz", "/metrics":
-		return true
+	// Most paths are rejected by their second byte.
+	if len(path) < 6 || path[0] != '/' {
+		return false
 	}
-	return len(path) > 7 && (strings.HasPrefix(path, "/readyz/") ||
-		strings.HasPrefix(path, "/livez/") || strings.HasPrefix(path, "/healthz/"))
+	switch path[1] {
+	case 'h':
+		return path == "/healthz" || strings.HasPrefix(path, "/healthz/")
+	case 'l':
+		return path == "/livez" || strings.HasPrefix(path, "/livez/")
+	case 'r':
+		return path == "/readyz" || strings.HasPrefix(path, "/readyz/")
+	case 'm':
+		return path == "/metrics"
+	}
+	return false
 }
 
 // NewConnGrace is how long, once the drain has started, a connection that

@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -56,7 +57,16 @@ func (t *telemetry) init(l *Lifecycle) error {
 		mp = otel.GetMeterProvider()
 	}
 	t.tracer = tp.Tracer(ScopeName)
-	m := mp.Meter(ScopeName)
+	if err := t.initMetrics(l, mp.Meter(ScopeName)); err != nil {
+		return fmt.Errorf("lameduck: metrics: %w", err)
+	}
+	return nil
+}
+
+// initMetrics creates the instruments. The in-flight callback stays
+// registered for the life of the meter provider, like the lifecycle it
+// reads: one per process.
+func (t *telemetry) initMetrics(l *Lifecycle, m metric.Meter) error {
 	var err error
 	if t.duration, err = m.Float64Histogram("lameduck.phase.duration",
 		metric.WithUnit("s"),
