@@ -148,7 +148,7 @@ func (l *load) one(c *http.Client, id int, post bool, ms int) outcome {
 	switch {
 	case err != nil:
 		o.kind, detail = l.classify(err, local), err.Error()
-		if o.kind == kindRefused && !errors.Is(err, syscall.ECONNREFUSED) {
+		if o.kind == kindRefused && !errors.Is(err, syscall.ECONNREFUSED) && !strings.Contains(err.Error(), "dial") {
 			detail = "the backend refused the balancer's connection; the L4 balancer reset the client's: " + detail
 		}
 	default:
@@ -178,12 +178,19 @@ func (l *load) one(c *http.Client, id int, post bool, ms int) outcome {
 
 // classify sorts a transport error into a kind.
 func (l *load) classify(err error, local string) uint8 {
-	var ne net.Error
+	var (
+		ne net.Error
+		op *net.OpError
+	)
 	switch {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded),
 		errors.As(err, &ne) && ne.Timeout():
 		return kindTimeout
 	case errors.Is(err, syscall.ECONNREFUSED):
+		return kindRefused
+	case errors.As(err, &op) && op.Op == "dial":
+		// The L4 balancer accepted, could not reach the backend and
+		// reset, before the client's connect had even returned.
 		return kindRefused
 	case local != "" && l.cfg.RefusedConn != nil && l.cfg.RefusedConn(local):
 		return kindRefused
