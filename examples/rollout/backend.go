@@ -11,12 +11,12 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/lameduck/lameduck/core"
-	"github.com/lameduck/lameduck/examples/internal/service"
 	"github.com/lameduck/lameduck/health"
 )
 
@@ -24,13 +24,15 @@ import (
 // program a backend of the demo instead of the demo itself.
 const backendEnv = "LAMEDUCK_ROLLOUT_BACKEND"
 
-// Exit statuses of a backend (besides being killed by SIGTERM).
+// Exit statuses of a backend (besides being killed by SIGTERM), those of
+// the example services.
 const (
-	backendDrained  = service.ExitDrained // every request finished
-	backendForced   = service.ExitForced  // the drain timed out
-	backendUsage    = service.ExitUsage   // bad arguments
-	backendFailure  = service.ExitFailure // could not listen or serve
-	backendOrphaned = 5                   // the demo went away (stdin closed)
+	backendDrained  = 0 // every request finished
+	backendForced   = 1 // the drain timed out and work was abandoned
+	backendUsage    = 2 // bad arguments
+	backendSignal   = 3 // a second signal cut the shutdown short
+	backendFailure  = 4 // could not listen or serve
+	backendOrphaned = 5 // the demo went away (stdin closed)
 )
 
 // backendMain is the life of one backend process with the given
@@ -85,7 +87,7 @@ func alwaysOK(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w,
 func serveUntilKilled(srv *http.Server, mux *http.ServeMux, ln net.Listener, logger *slog.Logger) int {
 	mux.HandleFunc("/healthz", alwaysOK)
 	mux.HandleFunc("/readyz", alwaysOK)
-	mux.HandleFunc("/work", service.Work)
+	mux.HandleFunc("/work", work)
 	announce(ln)
 	err := srv.Serve(ln)
 	logger.Error("serve", "err", err)
@@ -98,7 +100,7 @@ func serveUntilKilled(srv *http.Server, mux *http.ServeMux, ln net.Listener, log
 func serveShutdown(srv *http.Server, mux *http.ServeMux, ln net.Listener, drain time.Duration, logger *slog.Logger) int {
 	mux.HandleFunc("/healthz", alwaysOK)
 	mux.HandleFunc("/readyz", alwaysOK)
-	mux.HandleFunc("/work", service.Work)
+	mux.HandleFunc("/work", work)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	serveErr := make(chan error, 1)
@@ -142,7 +144,7 @@ func serveLameduck(srv *http.Server, mux *http.ServeMux, ln net.Listener, hold, 
 		return backendUsage
 	}
 	h.Install(mux)
-	mux.Handle("/work", lc.Middleware(http.HandlerFunc(service.Work)))
+	mux.Handle("/work", lc.Middleware(http.HandlerFunc(work)))
 	if err := lc.BindHTTP(srv); err != nil {
 		logger.Error("bind", "err", err)
 		ln.Close()
@@ -164,7 +166,7 @@ func serveLameduck(srv *http.Server, mux *http.ServeMux, ln net.Listener, hold, 
 		}
 	}()
 	announce(ln)
-	return service.ExitCode(lc.Run(ctx))
+	return exitCode(lc.Run(ctx))
 }
 
 // logWatch is a slog.Handler that closes seen the first time it handles a
@@ -197,4 +199,43 @@ func (w *logWatch) WithGroup(name string) slog.Handler {
 	c := *w
 	c.Handler = w.Handler.WithGroup(name)
 	return &c
+}
+
+// exitCode maps the result of core.Lifecycle.Run to an exit status.
+func exitCode(err error) int {
+	switch {
+	case err == nil:
+		return backendDrained
+	case errors.Is(err, core.ErrSecondSignal):
+		return backendSignal
+	}
+	return backendForced
+}
+
+// work serves GET|POST /work?ms=N: it waits N milliseconds and answers
+// 200 "ok", as the example services do (examples/internal/service, which
+// is not imported here: its OpenTelemetry SDK would triple the demo's
+// build time).
+func work(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		w.Header().Set("Allow", "GET, POST")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	n, err := strconv.Atoi(r.URL.Query().Get("ms"))
+	if err != nil || n < 0 || n > 3_600_000 {
+		http.Error(w, "ms must be a whole number of milliseconds from 0 to 3600000", http.StatusBadRequest)
+		return
+	}
+	if n > 0 {
+		t := time.NewTimer(time.Duration(n) * time.Millisecond)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			return
+		}
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = io.WriteString(w, "ok\n")
 }

@@ -174,6 +174,7 @@ func printTable(w io.Writer, c config, results []*result) {
 	fmt.Fprintln(w, "refused: a new connection reached a backend that no longer listens (the balancer still listed it).")
 	fmt.Fprintln(w, "reset/EOF: a connection broke under a request: killed process, or a keep-alive connection closed as the request was sent.")
 	fmt.Fprintln(w, "LB 502/503: the L7 balancer could not get an answer from the backend it chose.")
+	fmt.Fprintln(w, "rollout: from the first replacement's start until the last old process had exited and its endpoint was removed.")
 	fmt.Fprintln(w, "old exit: how each replaced process ended (TERM: killed by the signal).")
 	var shown bool
 	for _, r := range results {
