@@ -39,6 +39,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -84,6 +85,7 @@ func demoMain(args []string, stdout, stderr io.Writer) int {
 		rn.say = func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }
 	}
 	printIntro(stdout, cfg)
+	fmt.Fprintln(stdout)
 	results, err := runAll(ctx, rn, stdout)
 	if len(results) > 0 {
 		fmt.Fprintln(stdout)
@@ -133,8 +135,12 @@ func runAll(ctx context.Context, rn *runner, stdout io.Writer) ([]*result, error
 func printIntro(w io.Writer, c config) {
 	fmt.Fprintf(w, "Rolling restart of %d backends under load (%d clients, GET and POST /work?ms=%d-%d, %.0f%% POST).\n",
 		c.Backends, c.Workers, c.MSMin, c.MSMax, 100*c.PostRatio)
-	fmt.Fprintf(w, "Endpoint removal lands %v-%v after SIGTERM; lameduck holds %v, drains for at most %v; seed %d.\n\n",
+	fmt.Fprintf(w, "Endpoint removal lands %v-%v after SIGTERM; lameduck holds %v, drains for at most %v; seed %d.\n",
 		c.DelayMin, c.DelayMax, c.Hold, c.DrainTimeout, c.Seed)
+	if slices.Contains(c.Behaviours, behaviourLameduck) && c.DelayMax >= c.Hold {
+		fmt.Fprintf(w, "Note: -delay-max %v is not shorter than -hold %v: some endpoints may be removed only after the hold,\n"+
+			"and lameduck may lose requests too. The hold must outlast the propagation of the endpoint change.\n", c.DelayMax, c.Hold)
+	}
 }
 
 // printTable prints one line per run, then what the kinds mean.
