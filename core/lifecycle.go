@@ -82,9 +82,8 @@ type Lifecycle struct {
 	force       context.Context
 	forceCancel context.CancelCauseFunc
 
-	// testHookRunNotified, when set by a test, is called once Run
-	// catches its signals.
-	testHookRunNotified func()
+	running     chan struct{} // closed once Run catches signals
+	runningOnce sync.Once
 
 	mu      sync.Mutex // guards the fields below
 	servers []Server
@@ -121,6 +120,7 @@ func New(opts ...Option) (*Lifecycle, error) {
 		holding:  make(chan struct{}),
 		draining: make(chan struct{}),
 		stopped:  make(chan struct{}),
+		running:  make(chan struct{}),
 	}
 	l.force, l.forceCancel = context.WithCancelCause(context.Background())
 	if err := l.tel.init(l); err != nil {

@@ -19,19 +19,25 @@ import (
 // and the drain and forces the shutdown: Run then returns a
 // [*ForcedError] whose cause is [ErrSecondSignal].
 //
-// Signals are caught from the moment Run starts (it logs "lameduck:
-// waiting for signals" then); one that arrives earlier gets the default
-// action. To catch signals during a slow startup, call Run first and
-// [Lifecycle.MarkReady] from the startup goroutine: a signal before
-// MarkReady shuts down without a hold. A service that owns its signals
-// calls [Lifecycle.Shutdown] itself instead.
+// Signals are caught from the moment Run starts, when [Lifecycle.Running]
+// closes; one that arrives earlier gets the default action and kills the
+// process. So mark the service ready only after that, never before Run:
+//
+//	go func() {
+//		<-lc.Running()
+//		lc.MarkReady()
+//	}()
+//	err := lc.Run(ctx)
+//
+// A signal before MarkReady (during a slow startup, say) shuts down
+// without a hold: no load balancer routes to a service that was never
+// ready. A service that owns its signals calls [Lifecycle.Shutdown]
+// itself instead.
 func (l *Lifecycle) Run(ctx context.Context) error {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, l.cfg.signals...)
 	defer signal.Stop(sigs)
-	if l.testHookRunNotified != nil {
-		l.testHookRunNotified()
-	}
+	l.runningOnce.Do(func() { close(l.running) })
 	l.log.Info("lameduck: waiting for signals", "signals", signalNames(l.cfg.signals),
 		"hold", l.cfg.hold, "drain_timeout", l.cfg.drainTimeout)
 
@@ -57,6 +63,10 @@ func (l *Lifecycle) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// Running returns a channel that is closed once [Lifecycle.Run] catches
+// the configured signals. Mark the service ready after it (see Run).
+func (l *Lifecycle) Running() <-chan struct{} { return l.running }
 
 func (l *Lifecycle) result() error {
 	l.mu.Lock()

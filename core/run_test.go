@@ -22,11 +22,9 @@ import (
 // default action (which would kill the test binary).
 func runLifecycle(t *testing.T, ctx context.Context, l *core.Lifecycle) <-chan error {
 	t.Helper()
-	notified := make(chan struct{})
-	core.SetRunNotifiedHook(l, func() { close(notified) })
 	res := make(chan error, 1)
 	go func() { res <- l.Run(ctx) }()
-	recv(t, notified, "Run catching signals")
+	recv(t, l.Running(), "Run catching signals")
 	return res
 }
 

@@ -91,6 +91,9 @@ func run(args []string) int {
 			cancel() // shut down rather than linger unable to serve
 		}
 	}()
-	lc.MarkReady()
+	go func() {
+		<-lc.Running() // a signal before Run catches it would kill the process
+		lc.MarkReady()
+	}()
 	return service.ExitCode(lc.Run(ctx))
 }

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 
@@ -127,10 +126,6 @@ func serveShutdown(srv *http.Server, mux *http.ServeMux, ln net.Listener, drain 
 // everything is served for the hold (with "Connection: close"), then the
 // drain.
 func serveLameduck(srv *http.Server, mux *http.ServeMux, ln net.Listener, hold, drain time.Duration, logger *slog.Logger) int {
-	// MarkReady only once Run catches signals: a SIGTERM before that
-	// would kill the process (see core.Lifecycle.Run).
-	watching := newLogWatch(logger.Handler(), "lameduck: waiting for signals")
-	logger = slog.New(watching)
 	lc, err := core.New(core.WithHold(hold), core.WithDrainTimeout(drain), core.WithLogger(logger))
 	if err != nil {
 		logger.Error("lifecycle", "err", err)
@@ -159,46 +154,11 @@ func serveLameduck(srv *http.Server, mux *http.ServeMux, ln net.Listener, hold, 
 		}
 	}()
 	go func() {
-		select {
-		case <-watching.seen:
-			lc.MarkReady()
-		case <-ctx.Done():
-		}
+		<-lc.Running() // a SIGTERM before Run catches it would kill us
+		lc.MarkReady()
 	}()
 	announce(ln)
 	return exitCode(lc.Run(ctx))
-}
-
-// logWatch is a slog.Handler that closes seen the first time it handles a
-// record with the message msg.
-type logWatch struct {
-	slog.Handler
-	msg  string
-	once *sync.Once
-	seen chan struct{}
-}
-
-func newLogWatch(h slog.Handler, msg string) *logWatch {
-	return &logWatch{Handler: h, msg: msg, once: new(sync.Once), seen: make(chan struct{})}
-}
-
-func (w *logWatch) Handle(ctx context.Context, r slog.Record) error {
-	if r.Message == w.msg {
-		w.once.Do(func() { close(w.seen) })
-	}
-	return w.Handler.Handle(ctx, r)
-}
-
-func (w *logWatch) WithAttrs(as []slog.Attr) slog.Handler {
-	c := *w
-	c.Handler = w.Handler.WithAttrs(as)
-	return &c
-}
-
-func (w *logWatch) WithGroup(name string) slog.Handler {
-	c := *w
-	c.Handler = w.Handler.WithGroup(name)
-	return &c
 }
 
 // exitCode maps the result of core.Lifecycle.Run to an exit status.

@@ -22,7 +22,7 @@ const DefaultHTTPAddr = ":8080"
 // health checks, asks routes for the handler, serves it with an
 // *http.Server bound to the lifecycle ([core.Lifecycle.BindHTTP]) and the
 // preStop trigger on the admin listener, logs "listening addr=…", marks
-// the service ready and waits for [core.Lifecycle.Run]. It returns the
+// the service ready once [core.Lifecycle.Run] catches signals and waits for Run. It returns the
 // exit status: [ExitUsage] before anything listens, [ExitFailure] when
 // the service cannot listen, else [ExitCode] of the shutdown.
 func RunHTTP(name string, args []string, routes func(*core.Lifecycle, *health.Health) http.Handler) int {
@@ -74,6 +74,9 @@ func RunHTTP(name string, args []string, routes func(*core.Lifecycle, *health.He
 			cancel() // shut down rather than linger unable to serve
 		}
 	}()
-	lc.MarkReady()
+	go func() {
+		<-lc.Running() // a signal before Run catches it would kill the process
+		lc.MarkReady()
+	}()
 	return ExitCode(lc.Run(ctx))
 }
