@@ -150,10 +150,12 @@ func (rn *runner) replace(ctx context.Context, lb balancer, pool []*backend, i i
 	pool[i] = nb
 	st.delay = delay
 	removed := lb.Endpoints().RemoveAfter(old.addr, delay)
+	// Taken before the kill: a process killed by it may be reaped before
+	// kill returns, and its exit must not come before its SIGTERM.
+	st.sigterm = time.Since(t0)
 	if err := old.signal(syscall.SIGTERM); err != nil {
 		return st, fmt.Errorf("rollout: SIGTERM to backend %s: %w", old.addr, err)
 	}
-	st.sigterm = time.Since(t0)
 
 	// The kubelet's SIGKILL, in case the process outlives its budget.
 	kill := time.NewTimer(rn.cfg.Hold + rn.cfg.DrainTimeout + 5*time.Second)
