@@ -1,0 +1,245 @@
+package reliability_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/go-chi/chi/v5"
+
+	"github.com/lameduck/lameduck/chiadapter"
+	"github.com/lameduck/lameduck/core"
+	"github.com/lameduck/lameduck/ginadapter"
+	"github.com/lameduck/lameduck/health"
+)
+
+// secret stands for what a failing dependency says about itself
+// (addresses, credentials): it must reach the log only.
+const secret = "postgres://admin:hunter2@10.0.0.7"
+
+// storm sends n concurrent GETs of the given paths, in turn, over
+// HTTP/1 connections of its own, and returns the answers.
+func storm(t *testing.T, base string, n int, paths ...string) []result {
+	t.Helper()
+	tr := &http.Transport{MaxIdleConnsPerHost: n}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: time.Minute}
+	out := make([]result, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { out[i] = get(c, base+paths[i%len(paths)]) })
+	}
+	wg.Wait()
+	return out
+}
+
+// TestProbeStormCached sends 2,000 concurrent probes through a chi
+// router to a readiness check that takes 20ms, with the cache on: the
+// dependency is called once. During the hold, a storm of liveness and
+// readiness probes is answered 200 and 503, none refused nor tracked.
+func TestProbeStormCached(t *testing.T) {
+	const n = 2000
+	var calls atomic.Int32
+	l := newLifecycle(t, core.WithHold(time.Hour), core.WithDrainTimeout(time.Minute))
+	h, err := health.New(l, health.WithLogger(quiet), health.WithCacheTTL(time.Minute), health.WithTimeout(10*time.Second),
+		health.WithReadinessChecks(health.NamedCheck("db", func(ctx context.Context) error {
+			calls.Add(1)
+			select {
+			case <-time.After(20 * time.Millisecond):
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := chi.NewRouter()
+	r.Use(chiadapter.Middleware(l))
+	chiadapter.Mount(r, h)
+	s := serve(t, l, r, nil)
+	l.MarkReady()
+
+	start := time.Now()
+	for i, res := range storm(t, s.url, n, "/readyz", "/readyz/db", "/readyz?verbose") {
+		if res.err != nil || res.status != http.StatusOK {
+			t.Fatalf("probe %d: got %d %q %v, want 200", i, res.status, res.body, res.err)
+		}
+	}
+	t.Logf("%d concurrent readiness probes (cache on) in %v: %d dependency call(s)", n, time.Since(start).Round(time.Millisecond), calls.Load())
+	if got := calls.Load(); got != 1 {
+		t.Errorf("dependency calls for %d probes with the cache on: got %d, want 1", n, got)
+	}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	res := shutdownAsync(ctx, l)
+	recv(t, l.Holding(), "Holding()")
+	for i, r := range storm(t, s.url, n, "/healthz", "/readyz", "/livez") {
+		want := http.StatusOK
+		if i%3 == 1 {
+			want = http.StatusServiceUnavailable
+		}
+		if r.err != nil || r.status != want || r.header.Get("Retry-After") != "" {
+			t.Fatalf("probe %d during the hold: got %d %q %v, want %d from the health handler", i, r.status, r.body, r.err, want)
+		}
+	}
+	if got := l.InFlight(); got != 0 {
+		t.Errorf("InFlight after probe storms: got %d, want 0 (probes are not tracked)", got)
+	}
+	cancel()
+	forced(t, recv(t, res, "Shutdown"), context.Canceled, 0)
+}
+
+// TestHangingCheckOverHTTP: a check that ignores its context and never
+// returns. 500 concurrent probes are answered 503 at the check's timeout,
+// with no failure reason in the body, the dependency is called once, and
+// liveness is not affected.
+func TestHangingCheckOverHTTP(t *testing.T) {
+	const n, timeout = 500, 200 * time.Millisecond
+	var calls atomic.Int32
+	unblock := make(chan struct{})
+	l := newLifecycle(t, core.WithHold(0), core.WithDrainTimeout(time.Minute))
+	h, err := health.New(l, health.WithLogger(quiet), health.WithTimeout(timeout),
+		health.WithReadinessChecks(health.NamedCheck("db", func(context.Context) error {
+			calls.Add(1)
+			<-unblock // ignores its context
+			return errors.New(secret)
+		})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer close(unblock) // the hung run then ends in the background
+	mux := http.NewServeMux()
+	h.Install(mux)
+	s := serve(t, l, l.Middleware(mux), nil)
+	l.MarkReady()
+	start := time.Now()
+	answers := storm(t, s.url, n, "/readyz", "/readyz/db?verbose", "/readyz?verbose")
+	took := time.Since(start)
+	for i, r := range answers {
+		if r.err != nil || r.status != http.StatusServiceUnavailable {
+			t.Fatalf("probe %d: got %d %v, want 503", i, r.status, r.err)
+		}
+		if strings.Contains(r.body, "hunter2") || !strings.Contains(r.body, "[-]db failed: reason withheld\n") {
+			t.Fatalf("probe %d: body %q, want the check listed as failed without its reason", i, r.body)
+		}
+	}
+	if took > timeout+margin {
+		t.Errorf("%d probes of a hung check took %v, want about the check timeout %v", n, took, timeout)
+	}
+	if got := calls.Load(); got != 1 {
+		t.Errorf("calls of the hung check: got %d, want 1 (probes join the hung run)", got)
+	}
+	if r := get(newClient(t), s.url+"/healthz"); r.err != nil || r.status != http.StatusOK {
+		t.Errorf("liveness beside a hung readiness check: got %d %v, want 200", r.status, r.err)
+	}
+	t.Logf("%d probes of a hung check answered 503 in %v (timeout %v)", n, took.Round(time.Millisecond), timeout)
+}
+
+// healthRouters returns the three routers a service mounts its health
+// routes on, each behind the lifecycle's middleware, with a fallback
+// that marks its answers.
+func healthRouters(l *core.Lifecycle, h *health.Health) map[string]http.Handler {
+	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-App", "1")
+		http.NotFound(w, r)
+	})
+	mux := http.NewServeMux()
+	h.Install(mux)
+	mux.Handle("/", app)
+
+	cr := chi.NewRouter()
+	cr.Use(chiadapter.Middleware(l))
+	chiadapter.Mount(cr, h)
+	cr.NotFound(app)
+	cr.MethodNotAllowed(app)
+
+	gr := gin.New()
+	gr.Use(ginadapter.Middleware(l))
+	ginadapter.Mount(gr, h)
+	gr.NoRoute(gin.WrapH(app))
+	return map[string]http.Handler{"servemux": l.Middleware(mux), "chi": cr, "gin": gr}
+}
+
+// drainingHealth returns a lifecycle held in the drain, and a Health on
+// it with failing and panicking checks whose messages hold the secret.
+func drainingHealth(t testing.TB) (*core.Lifecycle, *health.Health) {
+	l := newLifecycle(t, core.WithHold(0), core.WithDrainTimeout(time.Hour))
+	h, err := health.New(l, health.WithLogger(quiet), health.WithTimeout(time.Minute),
+		health.WithReadinessChecks(
+			health.NamedCheck("db", func(context.Context) error { return errors.New(secret) }),
+			health.NamedCheck("cache", func(context.Context) error { return nil }),
+			health.NamedCheck("panicky", func(context.Context) error { panic(secret) }),
+		),
+		health.WithLivenessChecks(health.NamedCheck("deadlock", func(context.Context) error { return errors.New(secret) })),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.MarkReady()
+	if !l.Begin() { // keeps the drain going until cleanup
+		t.Fatal("Begin: got false")
+	}
+	done := make(chan error, 1)
+	go func() { done <- l.Shutdown(context.Background()) }()
+	<-l.Draining()
+	if c, ok := t.(interface{ Cleanup(func()) }); ok {
+		c.Cleanup(func() { l.End(); <-done })
+	}
+	return l, h
+}
+
+// FuzzHealthRoutes sends any request target to the health routes as the
+// three routers mount them, behind the lifecycle's middleware, during the
+// drain. Invariants: no panic; the failure reasons never in a body; a
+// body of at most 10 KiB; an answer from a health handler only for a
+// path that core.IsProbePath exempts (else the kubelet's probes would be
+// tracked and refused during the drain); a refusal (503 with
+// Retry-After) only for a path it does not exempt.
+//
+// Seeds are in testdata/fuzz/FuzzHealthRoutes; run with
+// go test -run='^$' -fuzz=FuzzHealthRoutes ./e2e/reliability/
+func FuzzHealthRoutes(f *testing.F) {
+	for _, s := range []string{"/readyz", "/readyz?verbose&exclude=db", "/readyz/db", "/livez/deadlock?verbose", "/healthz/"} {
+		f.Add(s)
+	}
+	l, h := drainingHealth(f)
+	routers := healthRouters(l, h)
+	f.Fuzz(func(t *testing.T, target string) {
+		req, err := http.ReadRequest(bufio.NewReader(strings.NewReader("GET " + target + " HTTP/1.1\r\nHost: x\r\n\r\n")))
+		if err != nil {
+			return // net/http would answer 400 before any handler
+		}
+		for name, rt := range routers {
+			rec := httptest.NewRecorder()
+			r := req.Clone(context.Background())
+			rt.ServeHTTP(rec, r)
+			body := rec.Body.String()
+			what := fmt.Sprintf("%s: GET %q (path %q)", name, target, req.URL.Path)
+			if strings.Contains(body, "hunter2") {
+				t.Fatalf("%s: body %q holds a failure reason", what, body)
+			}
+			if len(body) > 10<<10 {
+				t.Fatalf("%s: body of %d bytes, more than the kubelet reads", what, len(body))
+			}
+			fromHealth := rec.Header().Get("Cache-Control") == "no-store" && rec.Header().Get("X-App") == ""
+			if fromHealth && !core.IsProbePath(req.URL.Path) {
+				t.Fatalf("%s: answered %d by a health handler, but IsProbePath(%q) is false: the probe is tracked and refused during the drain",
+					what, rec.Code, req.URL.Path)
+			}
+			refused := rec.Code == http.StatusServiceUnavailable && rec.Header().Get("Retry-After") != ""
+			if refused && core.IsProbePath(req.URL.Path) {
+				t.Fatalf("%s: a probe path refused during the drain", what)
+			}
+		}
+	})
+}
