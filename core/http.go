@@ -97,6 +97,17 @@ func IsProbePath(path string) bool {
 // slow client that trickles its headers does not delay the drain longer.
 const NewConnGrace = time.Second
 
+// idleGrace is how long a connection may stay idle during the drain before
+// it is closed. An HTTP/1 connection closes by itself right after turning
+// idle once the drain began, so this is for HTTP/2: its server reports
+// idle when the last frame is queued, not yet written, so closing it then
+// would cut the last answer off. After the drain's GOAWAY the HTTP/2
+// server closes the connection itself once it is idle and flushed (or
+// when the client hangs up, as Go's does at once); the grace, its own
+// goAwayTimeout, only bounds connections that missed the GOAWAY
+// (golang/go#81153).
+const idleGrace = time.Second
+
 // BindHTTP registers srv with the lifecycle, so that the drain stops it
 // exactly:
 //
@@ -104,7 +115,9 @@ const NewConnGrace = time.Second
 //     too (HTTP/2 connections get a GOAWAY), as [http.Server.Shutdown]
 //     does, but the drain then finishes the moment the last response has
 //     been written, driven by srv.ConnState events rather than a poll;
-//   - a connection that turns idle during the drain is closed at once;
+//   - a connection that stays idle during the drain is closed after a
+//     second (HTTP/1 ones close at once by themselves; HTTP/2 ones close
+//     after the GOAWAY, once their last frames are written);
 //   - a connection still waiting for its first request head is closed
 //     [NewConnGrace] after its accept;
 //   - at the drain timeout, [http.Server.Close] closes what is left.
@@ -126,8 +139,8 @@ func (l *Lifecycle) BindHTTP(srv *http.Server) error {
 }
 
 type connInfo struct {
-	state    http.ConnState
-	accepted time.Time
+	state http.ConnState
+	since time.Time // of the accept for StateNew, else of the last change
 }
 
 // httpServer is the [Server] for an *http.Server.
@@ -144,21 +157,14 @@ type httpServer struct {
 func (b *httpServer) connState(c net.Conn, s http.ConnState) {
 	b.mu.Lock()
 	switch s {
-	case http.StateNew:
-		b.conns[c] = connInfo{state: s, accepted: time.Now()}
-	case http.StateActive, http.StateIdle:
-		ci := b.conns[c]
-		ci.state = s
-		b.conns[c] = ci
+	case http.StateNew, http.StateActive, http.StateIdle:
+		b.conns[c] = connInfo{state: s, since: time.Now()}
 	default: // hijacked, closed
 		delete(b.conns, c)
 	}
 	draining := b.draining
 	b.mu.Unlock()
 	if draining {
-		if s == http.StateIdle {
-			c.Close()
-		}
 		select {
 		case b.wake <- struct{}{}:
 		default:
@@ -206,27 +212,28 @@ func (b *httpServer) Drain(ctx context.Context) error {
 	}
 }
 
-// sweep closes idle connections and new ones past their grace. It reports
-// whether a connection is still busy and, if one is still within its
-// grace, how long until that ends.
+// sweep closes the new and idle connections past their grace. It reports
+// whether a connection is still busy and, if one is within its grace, how
+// long until that ends.
 func (b *httpServer) sweep(now time.Time) (busy bool, next time.Duration) {
 	var closing []net.Conn
 	b.mu.Lock()
 	for c, ci := range b.conns {
+		grace := NewConnGrace
 		switch ci.state {
-		case http.StateIdle:
-			closing = append(closing, c)
-		case http.StateNew:
-			if left := ci.accepted.Add(NewConnGrace).Sub(now); left > 0 {
-				busy = true
-				if next == 0 || left < next {
-					next = left
-				}
-			} else {
-				closing = append(closing, c)
-			}
 		case http.StateActive:
 			busy = true
+			continue
+		case http.StateIdle:
+			grace = idleGrace
+		}
+		if left := ci.since.Add(grace).Sub(now); left > 0 {
+			busy = true
+			if next == 0 || left < next {
+				next = left
+			}
+		} else {
+			closing = append(closing, c)
 		}
 	}
 	b.mu.Unlock()
