@@ -368,7 +368,7 @@ func TestFaultsProcessExitsOnTime(t *testing.T) {
 	const panics, ignoring, polls = 50, 7, 10
 	const drainTimeout = time.Second
 	bin := testutil.BuildBinary(t, "./e2e/reliability/testdata/loadserver")
-	p := testutil.Start(t, bin, nil, "-addr", "127.0.0.1:0", "-drain-timeout", drainTimeout.String(), "-park", fmt.Sprint(polls))
+	p := testutil.Start(t, bin, processEnv, "-addr", "127.0.0.1:0", "-drain-timeout", drainTimeout.String(), "-park", fmt.Sprint(polls))
 	base := "http://" + p.Addr(hang)
 	p.WaitLog("lameduck: serving", hang)
 	c := newClient(t)

@@ -165,3 +165,8 @@ func quantiles(ds []time.Duration) (p50, p99, max time.Duration) {
 	at := func(q float64) time.Duration { return ds[int(q*float64(len(ds)-1))] }
 	return at(0.50), at(0.99), ds[len(ds)-1]
 }
+
+// processEnv is the environment added for the server processes: a
+// binary built with -race otherwise sleeps a second at exit (the race
+// detector's atexit_sleep_ms), which would blur the exit times measured.
+var processEnv = []string{"GORACE=atexit_sleep_ms=0"}

@@ -321,7 +321,7 @@ func TestHostileClientsAgainstExamples(t *testing.T) {
 	for _, pkg := range []string{"./examples/chi", "./examples/gin"} {
 		t.Run(pkg[len("./examples/"):], func(t *testing.T) {
 			bin := testutil.BuildBinary(t, pkg)
-			p := testutil.Start(t, bin, nil, "-addr", "127.0.0.1:0", "-hold", "0s", "-drain-timeout", "20s", "-grace", "30s")
+			p := testutil.Start(t, bin, processEnv, "-addr", "127.0.0.1:0", "-hold", "0s", "-drain-timeout", "20s", "-grace", "30s")
 			addr := p.Addr(hang)
 			p.WaitLog("lameduck: waiting for signals", hang)
 			p.WaitLog("lameduck: serving", hang)
@@ -367,7 +367,7 @@ func TestHostileClientsAgainstExamples(t *testing.T) {
 func TestNeverReadingClientProcess(t *testing.T) {
 	const drainTimeout = time.Second
 	bin := testutil.BuildBinary(t, "./e2e/reliability/testdata/loadserver")
-	p := testutil.Start(t, bin, nil, "-addr", "127.0.0.1:0", "-drain-timeout", drainTimeout.String(), "-park", "1")
+	p := testutil.Start(t, bin, processEnv, "-addr", "127.0.0.1:0", "-drain-timeout", drainTimeout.String(), "-park", "1")
 	addr := p.Addr(hang)
 	p.WaitLog("lameduck: serving", hang)
 	conn, err := net.Dial("tcp", addr)

@@ -51,7 +51,7 @@ func metrics(t *testing.T, c *http.Client, base string) loadserverStats {
 func TestScaleLongPolls(t *testing.T) {
 	const n = 10000
 	bin := testutil.BuildBinary(t, "./e2e/reliability/testdata/loadserver")
-	p := testutil.Start(t, bin, nil, "-addr", "127.0.0.1:0", "-h2c", "-max-streams", fmt.Sprint(n),
+	p := testutil.Start(t, bin, processEnv, "-addr", "127.0.0.1:0", "-h2c", "-max-streams", fmt.Sprint(n),
 		"-park", fmt.Sprint(n), "-drain-timeout", "25s")
 	base := "http://" + p.Addr(hang)
 	p.WaitLog("lameduck: serving", hang)
