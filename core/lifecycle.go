@@ -260,6 +260,8 @@ func (l *Lifecycle) start(trigger string) <-chan struct{} {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.started {
+		l.log.Info("lameduck: joining the running shutdown", "trigger", trigger,
+			"started_by", l.trigger, "phase", l.Phase())
 		return l.stopped
 	}
 	l.started = true
@@ -392,8 +394,12 @@ func (l *Lifecycle) drain(ctx context.Context, servers []Server, start time.Time
 		case <-serversDone:
 			serversDone = nil // fired; a nil channel blocks
 		case <-tick.C:
+			left := l.cfg.drainTimeout - time.Since(start)
+			if left <= 0 || ctx.Err() != nil {
+				continue // being forced: the stop line says it
+			}
 			l.log.Info("lameduck: drain in progress", "in_flight", l.InFlight(), "servers_busy", busy.Load(),
-				"forced_in", (l.cfg.drainTimeout - time.Since(start)).Round(100*time.Millisecond))
+				"forced_in", left.Round(100*time.Millisecond))
 		}
 	}
 	return true

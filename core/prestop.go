@@ -1,6 +1,7 @@
 package core
 
 import (
+	"context"
 	"io"
 	"net/http"
 )
@@ -20,7 +21,9 @@ func (l *Lifecycle) PreStopHandler() http.Handler {
 		select {
 		case <-l.draining:
 		case <-r.Context().Done():
-			return // the kubelet gave up; the sequence goes on
+			l.log.Warn("lameduck: preStop caller gave up before the hold ended; the shutdown goes on",
+				"err", context.Cause(r.Context()))
+			return
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = io.WriteString(w, "ok\n")

@@ -38,8 +38,11 @@ func (l *Lifecycle) Run(ctx context.Context) error {
 	signal.Notify(sigs, l.cfg.signals...)
 	defer signal.Stop(sigs)
 	l.runningOnce.Do(func() { close(l.running) })
-	l.log.Info("lameduck: waiting for signals", "signals", signalNames(l.cfg.signals),
-		"hold", l.cfg.hold, "drain_timeout", l.cfg.drainTimeout)
+	attrs := []any{"signals", signalNames(l.cfg.signals), "hold", l.cfg.hold, "drain_timeout", l.cfg.drainTimeout}
+	if l.cfg.graceSet {
+		attrs = append(attrs, "grace", l.cfg.grace)
+	}
+	l.log.Info("lameduck: waiting for signals", attrs...)
 
 	ctxDone := ctx.Done()
 	first := true
