@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 var (
@@ -276,4 +278,19 @@ func (p *Process) LogValue(marker, key string, timeout time.Duration) string {
 	}
 	p.t.Fatalf("no %s= in the line with %q; stderr:\n%s", key, marker, p.Stderr())
 	return ""
+}
+
+// Main is the TestMain of a package that runs example binaries: it runs
+// the tests, removes the binaries built by BuildBinary and, when the tests
+// passed, fails on goroutines left running (goleak). It does not return.
+func Main(m *testing.M) {
+	code := m.Run()
+	Cleanup()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
