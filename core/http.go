@@ -111,10 +111,15 @@ const idleGrace = time.Second
 // BindHTTP registers srv with the lifecycle, so that the drain stops it
 // exactly:
 //
-//   - at the drain, its listeners are closed and its idle connections
-//     too (HTTP/2 connections get a GOAWAY), as [http.Server.Shutdown]
-//     does, but the drain then finishes the moment the last response has
-//     been written, driven by srv.ConnState events rather than a poll;
+//   - at the drain, keep-alives stop and its listeners are closed, and
+//     its idle connections too (HTTP/2 connections get a GOAWAY), as
+//     [http.Server.Shutdown] does, but the drain then finishes the moment
+//     the last response has been written, driven by srv.ConnState events
+//     rather than a poll;
+//   - a connection accepted just before the drain that has not sent its
+//     request head yet may still send it, and gets an answer (503 from
+//     the middleware) rather than being dropped; the listeners close once
+//     no such connection is left, [NewConnGrace] after the drain at most;
 //   - a connection that stays idle during the drain is closed after a
 //     second (HTTP/1 ones close at once by themselves; HTTP/2 ones close
 //     after the GOAWAY, once their last frames are written);
@@ -186,30 +191,71 @@ func (b *httpServer) Drain(ctx context.Context) error {
 	b.mu.Lock()
 	b.draining = true
 	b.mu.Unlock()
-	// Shutdown with a context that is already done runs one pass: it
-	// closes the listeners, starts the HTTP/2 GOAWAYs, closes idle
-	// connections, stops keep-alives, and returns without polling.
-	done, cancel := context.WithCancel(context.Background())
-	cancel()
-	_ = b.srv.Shutdown(done)
-
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	for {
-		busy, next := b.sweep(time.Now())
-		if !busy {
-			return nil
-		}
-		if next > 0 {
-			timer.Reset(next)
-		}
+	wait := func(d time.Duration) error {
+		timer.Reset(d)
 		select {
 		case <-b.wake:
 		case <-timer.C:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+		return nil
 	}
+
+	// net/http drops, unanswered, a request whose head it reads after
+	// Shutdown. So first stop keep-alives (idle connections close now,
+	// busy ones after their response) and let connections accepted just
+	// before the drain send their first request, which the middleware
+	// then refuses with a 503: an answer, not an EOF. This waits only
+	// while such a connection exists, and NewConnGrace at the most.
+	b.srv.SetKeepAlivesEnabled(false)
+	deadline := time.Now().Add(NewConnGrace)
+	for {
+		now := time.Now()
+		left := b.newConnWait(now)
+		if left <= 0 || !now.Before(deadline) {
+			break
+		}
+		if err := wait(min(left, deadline.Sub(now))); err != nil {
+			return err
+		}
+	}
+
+	// Shutdown with a context that is already done runs one pass: it
+	// closes the listeners, starts the HTTP/2 GOAWAYs, closes idle
+	// connections and returns without polling.
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = b.srv.Shutdown(done)
+
+	for {
+		busy, next := b.sweep(time.Now())
+		if !busy {
+			return nil
+		}
+		if next <= 0 {
+			next = time.Hour // only events can end the wait
+		}
+		if err := wait(next); err != nil {
+			return err
+		}
+	}
+}
+
+// newConnWait returns how long until the youngest connection still waiting
+// for its first request head is past its grace; zero if there is none.
+func (b *httpServer) newConnWait(now time.Time) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var longest time.Duration
+	for _, ci := range b.conns {
+		if ci.state == http.StateNew {
+			longest = max(longest, ci.since.Add(NewConnGrace).Sub(now))
+		}
+	}
+	return longest
 }
 
 // sweep closes the new and idle connections past their grace. It reports
