@@ -266,6 +266,7 @@ func TestHijackedConnections(t *testing.T) {
 	done := make(chan struct{})
 	go func() { ended.Wait(); close(done) }()
 	recv(t, done, "every hijacked connection closed by its owner")
+	waitIdle(t, l)
 	if got := l.InFlight(); got != 0 {
 		t.Errorf("InFlight once every handler returned: got %d, want 0", got)
 	}
@@ -349,10 +350,7 @@ func TestHandlersIgnoringContext(t *testing.T) {
 					t.Error("a write after the drain timeout: got no error, want one (connection closed)")
 				}
 			}
-			deadline := time.Now().Add(hang)
-			for l.InFlight() != 0 && time.Now().Before(deadline) {
-				time.Sleep(time.Millisecond) // End runs after the handler returns: no event to wait on
-			}
+			waitIdle(t, l)
 			if got := l.InFlight(); got != 0 {
 				t.Errorf("InFlight once the late handlers returned: got %d, want 0", got)
 			}

@@ -170,3 +170,15 @@ func quantiles(ds []time.Duration) (p50, p99, max time.Duration) {
 // binary built with -race otherwise sleeps a second at exit (the race
 // detector's atexit_sleep_ms), which would blur the exit times measured.
 var processEnv = []string{"GORACE=atexit_sleep_ms=0"}
+
+// waitIdle waits until nothing is in flight. The middleware calls End
+// after the handler has returned, so a handler's own "done" signal comes
+// a moment before: there is no event to wait on, so it polls, bounded by
+// [hang].
+func waitIdle(t testing.TB, l *core.Lifecycle) {
+	t.Helper()
+	deadline := time.Now().Add(hang)
+	for l.InFlight() != 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -314,14 +314,17 @@ func TestConnectStormDuringDrain(t *testing.T) {
 }
 
 // TestHostileClientsAgainstExamples runs the example binaries: a
-// slowloris connection and an in-flight request when SIGTERM arrives.
-// The process must exit 0 (drained, not forced) well before its drain
-// timeout, and the request must be answered.
+// slowloris connection and a request in flight when SIGTERM arrives.
+// The process must exit 0 (drained, not forced) about NewConnGrace after
+// the slowloris connected, far before its drain timeout, and the request
+// must be answered. The hold (300ms) is what makes sure that the server
+// has read the request before the drain: with no hold, a request written
+// on a keep-alive connection as the drain starts can find it closed.
 func TestHostileClientsAgainstExamples(t *testing.T) {
 	for _, pkg := range []string{"./examples/chi", "./examples/gin"} {
 		t.Run(pkg[len("./examples/"):], func(t *testing.T) {
 			bin := testutil.BuildBinary(t, pkg)
-			p := testutil.Start(t, bin, processEnv, "-addr", "127.0.0.1:0", "-hold", "0s", "-drain-timeout", "20s", "-grace", "30s")
+			p := testutil.Start(t, bin, processEnv, "-addr", "127.0.0.1:0", "-hold", "300ms", "-drain-timeout", "20s", "-grace", "30s")
 			addr := p.Addr(hang)
 			p.WaitLog("lameduck: waiting for signals", hang)
 			p.WaitLog("lameduck: serving", hang)
@@ -338,7 +341,7 @@ func TestHostileClientsAgainstExamples(t *testing.T) {
 			defer close(stop)
 			trickled := make(chan error, 1)
 			go func() { trickled <- trickle(conn, stop) }()
-			inflight := testutil.StartRequest(t, c, http.MethodGet, "http://"+addr+"/work?ms=300")
+			inflight := testutil.StartRequest(t, c, http.MethodGet, "http://"+addr+"/work?ms=500")
 
 			sigterm := time.Now()
 			p.Signal(syscall.SIGTERM)

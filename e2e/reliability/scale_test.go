@@ -48,8 +48,20 @@ func metrics(t *testing.T, c *http.Client, base string) loadserverStats {
 // the server's memory per tracked request, sends SIGTERM and checks that
 // every client gets its complete answer, the count drains to zero and
 // the process exits 0 (drained, not forced).
+//
+// Under the race detector the test parks 2,000 polls instead: with
+// 10,000, on two loaded cores, the client's HTTP/2 read loops can fall
+// more than a second behind the server, and net/http's HTTP/2 server
+// closes a connection a second after its last frame is written
+// (goAwayTimeout); a Go client that then fails to write a window update
+// closes the connection with the unread answers still in its socket.
+// That is net/http's behaviour, not the lifecycle's, and the 10,000 run
+// without the race detector is the figure.
 func TestScaleLongPolls(t *testing.T) {
-	const n = 10000
+	n := 10000
+	if raceEnabled {
+		n = 2000
+	}
 	bin := testutil.BuildBinary(t, "./e2e/reliability/testdata/loadserver")
 	p := testutil.Start(t, bin, processEnv, "-addr", "127.0.0.1:0", "-h2c", "-max-streams", fmt.Sprint(n),
 		"-park", fmt.Sprint(n), "-drain-timeout", "25s")
@@ -80,7 +92,7 @@ func TestScaleLongPolls(t *testing.T) {
 	p.WaitLog("all parked", time.Minute)
 	parkedIn := time.Since(start)
 	after := metrics(t, plain, base)
-	if after.InFlight != n {
+	if after.InFlight != int64(n) {
 		t.Fatalf("in flight with %d polls parked: got %d, want %d", n, after.InFlight, n)
 	}
 	heap := int64(after.HeapInuse) - int64(before.HeapInuse)
@@ -88,8 +100,9 @@ func TestScaleLongPolls(t *testing.T) {
 	sys := int64(after.Sys) - int64(before.Sys)
 	t.Logf("%d long polls parked over h2c in %v (race=%v); server goroutines %d → %d",
 		n, parkedIn.Round(time.Millisecond), raceEnabled, before.Goroutines, after.Goroutines)
+	per := func(b int64) float64 { return float64(b) / float64(n) / 1024 }
 	t.Logf("server memory per tracked request: heap %.1f KiB + stack %.1f KiB = %.1f KiB (Sys %.1f KiB)",
-		float64(heap)/n/1024, float64(stack)/n/1024, float64(heap+stack)/n/1024, float64(sys)/n/1024)
+		per(heap), per(stack), per(heap+stack), per(sys))
 
 	sigterm := time.Now()
 	p.Signal(syscall.SIGTERM)
