@@ -90,6 +90,6 @@ func TestReliabilityH2LastResponseNotCutOff(t *testing.T) {
 		}
 	}
 	if lost > 0 {
-		t.Errorf("%d of %d answers cut off at the drain (known bug, issue 7 report: BindHTTP closes an h2 connection at StateIdle, before its last frame is flushed; fix in /work/notes/reliability-h2-fix.diff)", lost, conns)
+		t.Errorf("%d of %d answers cut off at the drain", lost, conns)
 	}
 }

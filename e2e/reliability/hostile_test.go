@@ -202,11 +202,9 @@ func TestSlowClientFinishingDuringDrain(t *testing.T) {
 		if late >= core.NewConnGrace {
 			t.Skipf("the head was finished %v after the accept, past the grace %v (loaded machine): %v", late, core.NewConnGrace, err)
 		}
-		// Known bug (reported with issue 7): net/http's conn.serve returns
-		// without answering when it reads a head once Shutdown has begun,
-		// so BindHTTP's grace keeps the drain waiting for a request that
-		// is then dropped.
-		t.Fatalf("head finished %v after the accept, within the grace: got %v, want a 503 (known bug: net/http drops a request read after Shutdown; see the issue 7 report)", late, err)
+		// net/http drops, unanswered, a request it reads after Shutdown;
+		// BindHTTP keeps the listeners open until such heads are in.
+		t.Fatalf("head finished %v after the accept, within the grace: got %v, want a 503", late, err)
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "1" || !resp.Close {
