@@ -95,6 +95,9 @@ func IsProbePath(path string) bool {
 // was accepted but has not yet sent a complete request head may still send
 // one before it is closed. Counted from the connection's accept, so a
 // slow client that trickles its headers does not delay the drain longer.
+// A client that opens a connection and sends nothing (Go's Transport and
+// browsers open spare connections) holds the drain, and the listeners,
+// for up to NewConnGrace.
 const NewConnGrace = time.Second
 
 // idleGrace is how long a connection may stay idle during the drain before
@@ -130,8 +133,10 @@ const idleGrace = time.Second
 // BindHTTP chains any ConnState hook already set on srv; set srv.ConnState
 // before calling it, not after. Use [Lifecycle.Middleware] (or an adapter)
 // as well: it tracks requests and sends "Connection: close" during the
-// hold. Hijacked connections are the handler's: it should watch
-// [Lifecycle.Draining]. BindHTTP returns [ErrShuttingDown] once the drain
+// hold. A hijacked connection is not waited for, but its request stays
+// tracked while the handler runs: a handler that holds it and ignores
+// [Lifecycle.Draining] is abandoned at the drain timeout; one that hands
+// it to a goroutine and returns is not waited for. BindHTTP returns [ErrShuttingDown] once the drain
 // has started.
 func (l *Lifecycle) BindHTTP(srv *http.Server) error {
 	b := &httpServer{srv: srv, next: srv.ConnState, conns: make(map[net.Conn]connInfo), wake: make(chan struct{}, 1)}

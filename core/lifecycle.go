@@ -221,7 +221,15 @@ func (l *Lifecycle) Register(s Server) error {
 // The sequence runs once: concurrent and later calls wait for the same
 // sequence and return the same result. If ctx ends first, the rest of the
 // hold is skipped and the drain is forced at once, with ctx's cause as
-// the ForcedError's cause. Shutdown does not exit the process.
+// the ForcedError's cause. Shutdown does not exit the process. Closing
+// the servers does not stop handlers that are still running: their
+// writes fail from then on, and [Lifecycle.InFlight] counts them until
+// they return.
+//
+// Shutdown may be called before any server serves: a service never
+// marked ready skips the hold, and an *http.Server bound with
+// [Lifecycle.BindHTTP] whose Serve is called afterwards returns
+// [net/http.ErrServerClosed] at once.
 //
 // Shutdown waits for every tracked request, so a request handler (or any
 // work between Begin and End) that calls Shutdown waits for itself: the

@@ -15,6 +15,10 @@ import (
 // sequence of [Lifecycle.Shutdown] and returns its result. The signal's
 // name, such as "SIGTERM", is the shutdown's trigger.
 //
+// Once a signal or a preStop call has started the sequence, the end of
+// ctx changes nothing: only a second signal forces it. To bound the whole
+// sequence, call [Lifecycle.Shutdown] with a context.
+//
 // A second signal during the sequence skips whatever is left of the hold
 // and the drain and forces the shutdown: Run then returns a
 // [*ForcedError] whose cause is [ErrSecondSignal].
