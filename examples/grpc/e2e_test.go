@@ -55,6 +55,7 @@ func start(t *testing.T, env []string, flags ...string) (*testutil.Process, stri
 	p := testutil.Start(t, bin, env, append([]string{"-addr", "127.0.0.1:0"}, flags...)...)
 	addr := p.Addr(hang)
 	p.WaitLog("lameduck: waiting for signals", hang) // a signal before this kills the process
+	p.WaitLog("lameduck: serving", hang)             // a signal before this skips the hold
 	return p, addr
 }
 
