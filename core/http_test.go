@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/lameduck/lameduck/core"
+	"github.com/lameduck/lameduck/internal/testutil"
 )
 
 // testServer is a real http.Server on 127.0.0.1:0 bound to a lifecycle.
@@ -87,37 +88,6 @@ func (ts *testServer) waitState(t *testing.T, s http.ConnState) net.Conn {
 	}
 }
 
-func newClient(t *testing.T) *http.Client {
-	t.Helper()
-	tr := &http.Transport{}
-	t.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{Transport: tr, Timeout: time.Minute}
-}
-
-type result struct {
-	status int
-	header http.Header
-	body   []byte
-	close  bool // the response said "Connection: close" (the client strips the header)
-	err    error
-}
-
-func get(c *http.Client, url string) result {
-	resp, err := c.Get(url)
-	if err != nil {
-		return result{err: err}
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	return result{status: resp.StatusCode, header: resp.Header, body: body, close: resp.Close, err: err}
-}
-
-func getAsync(c *http.Client, url string) <-chan result {
-	ch := make(chan result, 1)
-	go func() { ch <- get(c, url) }()
-	return ch
-}
-
 // gate is a handler that signals its start and waits for release.
 type gate struct {
 	started chan struct{}
@@ -135,18 +105,18 @@ func TestHTTPHoldSendsConnectionClose(t *testing.T) {
 		_, _ = io.WriteString(w, "ok")
 	}), nil)
 	l.MarkReady()
-	c := newClient(t)
-	if r := get(c, ts.url+"/work"); r.err != nil || r.status != 200 || r.close {
-		t.Fatalf("serving: got %d %v close %v, want 200 and keep-alive", r.status, r.err, r.close)
+	c := testutil.NewClient(t)
+	if r := testutil.Do(c, http.MethodGet, ts.url+"/work"); r.Err != nil || r.Status != 200 || r.Close {
+		t.Fatalf("serving: got %d %v close %v, want 200 and keep-alive", r.Status, r.Err, r.Close)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	res := shutdownAsync(ctx, l)
 	recv(t, l.Holding(), "Holding()")
-	r := get(c, ts.url+"/work")
-	if r.err != nil || r.status != 200 || string(r.body) != "ok" {
-		t.Fatalf("holding: got %d %q %v, want 200 ok", r.status, r.body, r.err)
+	r := testutil.Do(c, http.MethodGet, ts.url+"/work")
+	if r.Err != nil || r.Status != 200 || r.Body != "ok" {
+		t.Fatalf("holding: got %d %q %v, want 200 ok", r.Status, r.Body, r.Err)
 	}
-	if !r.close {
+	if !r.Close {
 		t.Errorf("holding: got a keep-alive response, want Connection: close")
 	}
 	cancel()
@@ -176,17 +146,17 @@ func TestHTTPInFlightGetsFullBody(t *testing.T) {
 		}
 	}), nil)
 	l.MarkReady()
-	resc := getAsync(newClient(t), ts.url+"/big")
+	resc := testutil.DoAsync(testutil.NewClient(t), http.MethodGet, ts.url+"/big")
 	recv(t, g.started, "handler start")
 	shut := shutdownAsync(t.Context(), l)
 	recv(t, l.Draining(), "Draining()")
 	g.open() // write the body only once the drain has started
 	r := recv(t, resc, "response")
-	if r.err != nil || r.status != 200 {
-		t.Fatalf("in-flight request: got %d %v, want 200", r.status, r.err)
+	if r.Err != nil || r.Status != 200 {
+		t.Fatalf("in-flight request: got %d %v, want 200", r.Status, r.Err)
 	}
-	if len(r.body) != size {
-		t.Fatalf("body: got %d bytes, want %d", len(r.body), size)
+	if len(r.Body) != size {
+		t.Fatalf("body: got %d bytes, want %d", len(r.Body), size)
 	}
 	// The drain finishes by itself once the response is written: a nil
 	// result, not a ForcedError (the drain timeout is an hour).
@@ -204,15 +174,15 @@ func TestHTTPStuckHandlerForced(t *testing.T) {
 		<-g.release
 	}), nil)
 	l.MarkReady()
-	resc := getAsync(newClient(t), ts.url+"/stuck")
+	resc := testutil.DoAsync(testutil.NewClient(t), http.MethodGet, ts.url+"/stuck")
 	recv(t, g.started, "handler start")
 	err := l.Shutdown(t.Context())
 	var fe *core.ForcedError
 	if !errors.As(err, &fe) || fe.Abandoned != 1 || fe.Cause != core.ErrDrainTimeout {
 		t.Fatalf("Shutdown: got %v, want ForcedError{Abandoned: 1, Cause: ErrDrainTimeout}", err)
 	}
-	if r := recv(t, resc, "response of the abandoned request"); r.err == nil {
-		t.Errorf("abandoned request: got status %d, want a transport error (connection closed)", r.status)
+	if r := recv(t, resc, "response of the abandoned request"); r.Err == nil {
+		t.Errorf("abandoned request: got status %d, want a transport error (connection closed)", r.Status)
 	}
 }
 
@@ -222,8 +192,8 @@ func TestHTTPPanickingHandlerDoesNotLeak(t *testing.T) {
 		panic("boom")
 	}), nil)
 	l.MarkReady()
-	if r := get(newClient(t), ts.url+"/panic"); r.err == nil {
-		t.Fatalf("panicking handler: got status %d, want the connection dropped", r.status)
+	if r := testutil.Do(testutil.NewClient(t), http.MethodGet, ts.url+"/panic"); r.Err == nil {
+		t.Fatalf("panicking handler: got status %d, want the connection dropped", r.Status)
 	}
 	if got := l.InFlight(); got != 0 {
 		t.Fatalf("InFlight() after a panic: got %d, want 0", got)
@@ -444,8 +414,8 @@ func TestHTTP2IdleConnectionDoesNotHangDrain(t *testing.T) {
 		_, _ = io.WriteString(w, "ok")
 	}), h2cServer)
 	l.MarkReady()
-	if r := get(h2cClient(t), ts.url+"/work"); r.err != nil || r.status != 200 {
-		t.Fatalf("request: got %d %v", r.status, r.err)
+	if r := testutil.Do(h2cClient(t), http.MethodGet, ts.url+"/work"); r.Err != nil || r.Status != 200 {
+		t.Fatalf("request: got %d %v", r.Status, r.Err)
 	}
 	ts.waitState(t, http.StateIdle)
 	if err := recv(t, shutdownAsync(t.Context(), l), "Shutdown with an idle h2 connection"); err != nil {
@@ -479,7 +449,7 @@ func TestHTTPShutdownFromHandler(t *testing.T) {
 		inside <- l.Shutdown(r.Context())
 	}), nil)
 	l.MarkReady()
-	resc := getAsync(newClient(t), ts.url+"/admin/stop")
+	resc := testutil.DoAsync(testutil.NewClient(t), http.MethodGet, ts.url+"/admin/stop")
 	err := recv(t, inside, "Shutdown called from the handler")
 	var fe *core.ForcedError
 	if !errors.As(err, &fe) || fe.Abandoned != 1 || fe.Cause != core.ErrDrainTimeout {

@@ -112,33 +112,33 @@ func TestPanickingHandlers(t *testing.T) {
 			park := func(w http.ResponseWriter, _ *http.Request) { parked.park(); _, _ = io.WriteString(w, "parked") }
 			s := serve(t, l, tc.stack(l, boom, ok, park), nil)
 			l.MarkReady()
-			c := newClient(t)
-			parkRes := getAsync(c, s.url+"/park")
+			c := testutil.NewClient(t)
+			parkRes := testutil.DoAsync(c, http.MethodGet, s.url+"/park")
 			parked.waitStarted(t, 1)
 
-			results := make([]result, panics+oks)
+			results := make([]testutil.Response, panics+oks)
 			var wg sync.WaitGroup
 			for i := range panics + oks {
 				path := "/ok"
 				if i < panics {
 					path = "/boom"
 				}
-				wg.Go(func() { results[i] = get(c, s.url+path) })
+				wg.Go(func() { results[i] = testutil.Do(c, http.MethodGet, s.url+path) })
 			}
 			wg.Wait()
 			for i, r := range results {
 				switch {
 				case i >= panics:
-					if r.err != nil || r.status != http.StatusOK {
-						t.Fatalf("well-behaved request %d: got %d %v, want 200", i, r.status, r.err)
+					if r.Err != nil || r.Status != http.StatusOK {
+						t.Fatalf("well-behaved request %d: got %d %v, want 200", i, r.Status, r.Err)
 					}
 				case tc.recovered:
-					if r.err != nil || r.status != http.StatusInternalServerError {
-						t.Fatalf("recovered panic %d: got %d %v, want 500", i, r.status, r.err)
+					if r.Err != nil || r.Status != http.StatusInternalServerError {
+						t.Fatalf("recovered panic %d: got %d %v, want 500", i, r.Status, r.Err)
 					}
 				default:
-					if r.err == nil {
-						t.Fatalf("unrecovered panic %d: got status %d, want the connection dropped", i, r.status)
+					if r.Err == nil {
+						t.Fatalf("unrecovered panic %d: got status %d, want the connection dropped", i, r.Status)
 					}
 				}
 			}
@@ -148,8 +148,8 @@ func TestPanickingHandlers(t *testing.T) {
 			res := shutdownAsync(t.Context(), l)
 			recv(t, l.Draining(), "Draining()")
 			close(parked.release)
-			if r := recv(t, parkRes, "the parked answer"); r.err != nil || r.body != "parked" {
-				t.Fatalf("parked request: got %d %q %v", r.status, r.body, r.err)
+			if r := recv(t, parkRes, "the parked answer"); r.Err != nil || r.Body != "parked" {
+				t.Fatalf("parked request: got %d %q %v", r.Status, r.Body, r.Err)
 			}
 			if err := recv(t, res, "Shutdown"); err != nil {
 				t.Fatalf("Shutdown: got %v, want nil", err)
@@ -285,7 +285,7 @@ func TestHandlersIgnoringContext(t *testing.T) {
 		configure func(*http.Server)
 		client    func(t testing.TB) *http.Client
 	}{
-		{"http1", nil, newClient},
+		{"http1", nil, testutil.NewClient},
 		{"h2c", h2c, func(t testing.TB) *http.Client {
 			tr := &http.Transport{Protocols: new(http.Protocols)}
 			tr.Protocols.SetUnencryptedHTTP2(true)
@@ -314,12 +314,12 @@ func TestHandlersIgnoringContext(t *testing.T) {
 			s := serve(t, l, l.Middleware(mux), tc.configure)
 			l.MarkReady()
 			c := tc.client(t)
-			var ignored, goods []<-chan result
+			var ignored, goods []<-chan testutil.Response
 			for range ignoring {
-				ignored = append(ignored, getAsync(c, s.url+"/ignore"))
+				ignored = append(ignored, testutil.DoAsync(c, http.MethodGet, s.url+"/ignore"))
 			}
 			for range good {
-				goods = append(goods, getAsync(c, s.url+"/good"))
+				goods = append(goods, testutil.DoAsync(c, http.MethodGet, s.url+"/good"))
 			}
 			for range ignoring + good {
 				recv(t, started, "a handler")
@@ -332,13 +332,13 @@ func TestHandlersIgnoringContext(t *testing.T) {
 				t.Errorf("Shutdown took %v, want about the drain timeout %v", took, drainTimeout)
 			}
 			for i, ch := range goods {
-				if r := recv(t, ch, "a good answer"); r.err != nil || r.body != "good" {
-					t.Fatalf("good request %d: got %d %q %v, want 200 good", i, r.status, r.body, r.err)
+				if r := recv(t, ch, "a good answer"); r.Err != nil || r.Body != "good" {
+					t.Fatalf("good request %d: got %d %q %v, want 200 good", i, r.Status, r.Body, r.Err)
 				}
 			}
 			for i, ch := range ignored {
-				if r := recv(t, ch, "an abandoned request"); r.err == nil {
-					t.Fatalf("abandoned request %d: got %d %q, want a transport error", i, r.status, r.body)
+				if r := recv(t, ch, "an abandoned request"); r.Err == nil {
+					t.Fatalf("abandoned request %d: got %d %q, want a transport error", i, r.Status, r.Body)
 				}
 			}
 			if got := l.InFlight(); got != ignoring {
@@ -369,10 +369,10 @@ func TestFaultsProcessExitsOnTime(t *testing.T) {
 	p := testutil.Start(t, bin, processEnv, "-addr", "127.0.0.1:0", "-drain-timeout", drainTimeout.String(), "-park", fmt.Sprint(polls))
 	base := "http://" + p.Addr(hang)
 	p.WaitLog("lameduck: serving", hang)
-	c := newClient(t)
+	c := testutil.NewClient(t)
 	for i := range panics {
-		if r := get(c, base+"/panic"); r.err == nil {
-			t.Fatalf("panic %d: got status %d, want the connection dropped", i, r.status)
+		if r := testutil.Do(c, http.MethodGet, base+"/panic"); r.Err == nil {
+			t.Fatalf("panic %d: got status %d, want the connection dropped", i, r.Status)
 		}
 	}
 	for range ignoring {

@@ -20,6 +20,7 @@ import (
 	"github.com/lameduck/lameduck/core"
 	"github.com/lameduck/lameduck/ginadapter"
 	"github.com/lameduck/lameduck/health"
+	"github.com/lameduck/lameduck/internal/testutil"
 )
 
 // secret stands for what a failing dependency says about itself
@@ -28,15 +29,15 @@ const secret = "postgres://admin:hunter2@10.0.0.7"
 
 // storm sends n concurrent GETs of the given paths, in turn, over
 // HTTP/1 connections of its own, and returns the answers.
-func storm(t *testing.T, base string, n int, paths ...string) []result {
+func storm(t *testing.T, base string, n int, paths ...string) []testutil.Response {
 	t.Helper()
 	tr := &http.Transport{MaxIdleConnsPerHost: n}
 	defer tr.CloseIdleConnections()
 	c := &http.Client{Transport: tr, Timeout: time.Minute}
-	out := make([]result, n)
+	out := make([]testutil.Response, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		wg.Go(func() { out[i] = get(c, base+paths[i%len(paths)]) })
+		wg.Go(func() { out[i] = testutil.Do(c, http.MethodGet, base+paths[i%len(paths)]) })
 	}
 	wg.Wait()
 	return out
@@ -71,8 +72,8 @@ func TestProbeStormCached(t *testing.T) {
 
 	start := time.Now()
 	for i, res := range storm(t, s.url, n, "/readyz", "/readyz/db", "/readyz?verbose") {
-		if res.err != nil || res.status != http.StatusOK {
-			t.Fatalf("probe %d: got %d %q %v, want 200", i, res.status, res.body, res.err)
+		if res.Err != nil || res.Status != http.StatusOK {
+			t.Fatalf("probe %d: got %d %q %v, want 200", i, res.Status, res.Body, res.Err)
 		}
 	}
 	t.Logf("%d concurrent readiness probes (cache on) in %v: %d dependency call(s)", n, time.Since(start).Round(time.Millisecond), calls.Load())
@@ -88,8 +89,8 @@ func TestProbeStormCached(t *testing.T) {
 		if i%3 == 1 {
 			want = http.StatusServiceUnavailable
 		}
-		if r.err != nil || r.status != want || r.header.Get("Retry-After") != "" {
-			t.Fatalf("probe %d during the hold: got %d %q %v, want %d from the health handler", i, r.status, r.body, r.err, want)
+		if r.Err != nil || r.Status != want || r.Header.Get("Retry-After") != "" {
+			t.Fatalf("probe %d during the hold: got %d %q %v, want %d from the health handler", i, r.Status, r.Body, r.Err, want)
 		}
 	}
 	if got := l.InFlight(); got != 0 {
@@ -126,11 +127,11 @@ func TestHangingCheckOverHTTP(t *testing.T) {
 	answers := storm(t, s.url, n, "/readyz", "/readyz/db?verbose", "/readyz?verbose")
 	took := time.Since(start)
 	for i, r := range answers {
-		if r.err != nil || r.status != http.StatusServiceUnavailable {
-			t.Fatalf("probe %d: got %d %v, want 503", i, r.status, r.err)
+		if r.Err != nil || r.Status != http.StatusServiceUnavailable {
+			t.Fatalf("probe %d: got %d %v, want 503", i, r.Status, r.Err)
 		}
-		if strings.Contains(r.body, "hunter2") || !strings.Contains(r.body, "[-]db failed: reason withheld\n") {
-			t.Fatalf("probe %d: body %q, want the check listed as failed without its reason", i, r.body)
+		if strings.Contains(r.Body, "hunter2") || !strings.Contains(r.Body, "[-]db failed: reason withheld\n") {
+			t.Fatalf("probe %d: body %q, want the check listed as failed without its reason", i, r.Body)
 		}
 	}
 	if took > timeout+margin {
@@ -139,8 +140,8 @@ func TestHangingCheckOverHTTP(t *testing.T) {
 	if got := calls.Load(); got != 1 {
 		t.Errorf("calls of the hung check: got %d, want 1 (probes join the hung run)", got)
 	}
-	if r := get(newClient(t), s.url+"/healthz"); r.err != nil || r.status != http.StatusOK {
-		t.Errorf("liveness beside a hung readiness check: got %d %v, want 200", r.status, r.err)
+	if r := testutil.Do(testutil.NewClient(t), http.MethodGet, s.url+"/healthz"); r.Err != nil || r.Status != http.StatusOK {
+		t.Errorf("liveness beside a hung readiness check: got %d %v, want 200", r.Status, r.Err)
 	}
 	t.Logf("%d probes of a hung check answered 503 in %v (timeout %v)", n, took.Round(time.Millisecond), timeout)
 }

@@ -106,36 +106,6 @@ func forced(t testing.TB, err error, cause error, abandoned int64) {
 	}
 }
 
-func newClient(t testing.TB) *http.Client {
-	t.Helper()
-	tr := &http.Transport{}
-	t.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{Transport: tr, Timeout: time.Minute}
-}
-
-type result struct {
-	status int
-	header http.Header
-	body   string
-	err    error
-}
-
-func get(c *http.Client, url string) result {
-	resp, err := c.Get(url)
-	if err != nil {
-		return result{err: err}
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return result{status: resp.StatusCode, header: resp.Header, body: string(b), err: err}
-}
-
-func getAsync(c *http.Client, url string) <-chan result {
-	ch := make(chan result, 1)
-	go func() { ch <- get(c, url) }()
-	return ch
-}
-
 // parker is a handler body that reports its start and waits for release.
 type parker struct {
 	started chan struct{}

@@ -73,15 +73,15 @@ func TestNeverReadingClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	recv(t, bigStarted, "the big handler")
-	wellRes := getAsync(newClient(t), s.url+"/work")
+	wellRes := testutil.DoAsync(testutil.NewClient(t), http.MethodGet, s.url+"/work")
 	well.waitStarted(t, 1)
 
 	start := time.Now()
 	res := shutdownAsync(t.Context(), l)
 	recv(t, l.Draining(), "Draining()")
 	close(well.release)
-	if r := recv(t, wellRes, "the well-behaved answer"); r.err != nil || r.status != http.StatusOK || r.body != "ok" {
-		t.Fatalf("well-behaved client: got %d %q %v, want 200 ok", r.status, r.body, r.err)
+	if r := recv(t, wellRes, "the well-behaved answer"); r.Err != nil || r.Status != http.StatusOK || r.Body != "ok" {
+		t.Fatalf("well-behaved client: got %d %q %v, want 200 ok", r.Status, r.Body, r.Err)
 	}
 	err = recv(t, res, "Shutdown")
 	took := time.Since(start)
@@ -133,7 +133,7 @@ func TestSlowlorisTrickle(t *testing.T) {
 		_, _ = io.WriteString(w, "ok")
 	})), onNew(accepted))
 	l.MarkReady()
-	wellRes := getAsync(newClient(t), s.url+"/work")
+	wellRes := testutil.DoAsync(testutil.NewClient(t), http.MethodGet, s.url+"/work")
 	recv(t, accepted, "the well-behaved connection")
 	well.waitStarted(t, 1)
 
@@ -151,8 +151,8 @@ func TestSlowlorisTrickle(t *testing.T) {
 	res := shutdownAsync(t.Context(), l)
 	recv(t, l.Draining(), "Draining()")
 	close(well.release)
-	if r := recv(t, wellRes, "the well-behaved answer"); r.err != nil || r.status != http.StatusOK {
-		t.Fatalf("well-behaved client: got %d %v, want 200", r.status, r.err)
+	if r := recv(t, wellRes, "the well-behaved answer"); r.Err != nil || r.Status != http.StatusOK {
+		t.Fatalf("well-behaved client: got %d %v, want 200", r.Status, r.Err)
 	}
 	if err := recv(t, res, "Shutdown"); err != nil {
 		t.Fatalf("Shutdown: got %v, want nil (the slowloris closed at its grace)", err)
@@ -237,7 +237,7 @@ func TestConnectStormDuringDrain(t *testing.T) {
 	mux.HandleFunc("/quick", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "quick") })
 	s := serve(t, l, l.Middleware(mux), nil)
 	l.MarkReady()
-	wellRes := getAsync(newClient(t), s.url+"/work")
+	wellRes := testutil.DoAsync(testutil.NewClient(t), http.MethodGet, s.url+"/work")
 	well.waitStarted(t, 1)
 
 	var ok200, refused503, connErr, bad atomic.Int64
@@ -257,20 +257,20 @@ func TestConnectStormDuringDrain(t *testing.T) {
 				default:
 				}
 				tr := &http.Transport{DisableKeepAlives: true}
-				r := get(&http.Client{Transport: tr, Timeout: hang}, s.url+"/quick")
+				r := testutil.Do(&http.Client{Transport: tr, Timeout: hang}, http.MethodGet, s.url+"/quick")
 				tr.CloseIdleConnections()
 				switch {
-				case r.err == nil && r.status == http.StatusOK && r.body == "quick":
+				case r.Err == nil && r.Status == http.StatusOK && r.Body == "quick":
 					ok200.Add(1)
-				case r.err == nil && r.status == http.StatusServiceUnavailable && r.header.Get("Retry-After") == "1":
+				case r.Err == nil && r.Status == http.StatusServiceUnavailable && r.Header.Get("Retry-After") == "1":
 					refused503.Add(1)
-				case r.err != nil && r.status == 0:
+				case r.Err != nil && r.Status == 0:
 					connErr.Add(1)
 				default:
 					bad.Add(1)
 					badMu.Lock()
 					if badFirst == "" {
-						badFirst = fmt.Sprintf("%d %q %v", r.status, r.body, r.err)
+						badFirst = fmt.Sprintf("%d %q %v", r.Status, r.Body, r.Err)
 					}
 					badMu.Unlock()
 				}
@@ -286,8 +286,8 @@ func TestConnectStormDuringDrain(t *testing.T) {
 	recv(t, l.Draining(), "Draining()")
 	recv(t, s.served, "Serve returning (listener closed)")
 	close(well.release)
-	if r := recv(t, wellRes, "the well-behaved answer"); r.err != nil || r.status != http.StatusOK || r.body != "ok" {
-		t.Fatalf("well-behaved client: got %d %q %v, want 200 ok", r.status, r.body, r.err)
+	if r := recv(t, wellRes, "the well-behaved answer"); r.Err != nil || r.Status != http.StatusOK || r.Body != "ok" {
+		t.Fatalf("well-behaved client: got %d %q %v, want 200 ok", r.Status, r.Body, r.Err)
 	}
 	if err := recv(t, res, "Shutdown"); err != nil {
 		t.Fatalf("Shutdown: got %v, want nil", err)
@@ -326,9 +326,9 @@ func TestHostileClientsAgainstExamples(t *testing.T) {
 			addr := p.Addr(hang)
 			p.WaitLog("lameduck: waiting for signals", hang)
 			p.WaitLog("lameduck: serving", hang)
-			c := newClient(t)
-			if r := get(c, "http://"+addr+"/work?ms=0"); r.err != nil || r.status != http.StatusOK {
-				t.Fatalf("warm-up: got %d %v", r.status, r.err)
+			c := testutil.NewClient(t)
+			if r := testutil.Do(c, http.MethodGet, "http://"+addr+"/work?ms=0"); r.Err != nil || r.Status != http.StatusOK {
+				t.Fatalf("warm-up: got %d %v", r.Status, r.Err)
 			}
 			conn, err := net.Dial("tcp", addr)
 			if err != nil {
@@ -379,7 +379,7 @@ func TestNeverReadingClientProcess(t *testing.T) {
 	if _, err := io.WriteString(conn, "GET /big?mb=64 HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
-	poll := testutil.StartRequest(t, newClient(t), http.MethodGet, "http://"+addr+"/poll")
+	poll := testutil.StartRequest(t, testutil.NewClient(t), http.MethodGet, "http://"+addr+"/poll")
 	p.WaitLog("all parked", hang)
 	sigterm := time.Now()
 	p.Signal(syscall.SIGTERM)

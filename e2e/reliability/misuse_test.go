@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/lameduck/lameduck/core"
+	"github.com/lameduck/lameduck/internal/testutil"
 )
 
 // lockedBuffer is a log sink safe for concurrent writers.
@@ -118,22 +119,22 @@ func TestManyTriggersAtOnce(t *testing.T) {
 	go func() { runRes <- l.Run(t.Context()) }()
 	recv(t, l.Running(), "Run catching signals")
 	l.MarkReady()
-	c := newClient(t)
-	var answers []<-chan result
+	c := testutil.NewClient(t)
+	var answers []<-chan testutil.Response
 	for range parkedN {
-		answers = append(answers, getAsync(c, s.url+"/poll"))
+		answers = append(answers, testutil.DoAsync(c, http.MethodGet, s.url+"/poll"))
 	}
 	parked.waitStarted(t, parkedN)
 
 	start := make(chan struct{})
 	errs := make([]error, callers)
-	pre := make([]result, prestops)
+	pre := make([]testutil.Response, prestops)
 	var wg sync.WaitGroup
 	for i := range callers {
 		wg.Go(func() { <-start; errs[i] = l.Shutdown(context.Background()) })
 	}
 	for i := range prestops {
-		wg.Go(func() { <-start; pre[i] = get(c, admin.url+"/prestop") })
+		wg.Go(func() { <-start; pre[i] = testutil.Do(c, http.MethodGet, admin.url+"/prestop") })
 	}
 	close(start)
 	kill(t, syscall.SIGUSR1)
@@ -151,13 +152,13 @@ func TestManyTriggersAtOnce(t *testing.T) {
 	for i, r := range pre {
 		// A preStop call that lost the race to the admin server's own
 		// drain is refused by its listener; one that got in is answered.
-		if r.err == nil && (r.status != http.StatusOK || r.body != "ok\n") {
-			t.Errorf("preStop %d: got %d %q, want 200 ok", i, r.status, r.body)
+		if r.Err == nil && (r.Status != http.StatusOK || r.Body != "ok\n") {
+			t.Errorf("preStop %d: got %d %q, want 200 ok", i, r.Status, r.Body)
 		}
 	}
 	for i, ch := range answers {
-		if r := recv(t, ch, "a parked answer"); r.err != nil || r.body != "done" {
-			t.Fatalf("parked request %d: got %d %q %v, want 200 done", i, r.status, r.body, r.err)
+		if r := recv(t, ch, "a parked answer"); r.Err != nil || r.Body != "done" {
+			t.Fatalf("parked request %d: got %d %q %v, want 200 done", i, r.Status, r.Body, r.Err)
 		}
 	}
 	if n := strings.Count(logs.String(), "lameduck: holding"); n != 1 {
@@ -179,8 +180,8 @@ func TestShutdownFromHandlerStartsAsync(t *testing.T) {
 		_, _ = io.WriteString(w, "bye")
 	})), nil)
 	l.MarkReady()
-	if r := get(newClient(t), s.url+"/admin/quit"); r.err != nil || r.body != "bye" {
-		t.Fatalf("handler starting the shutdown: got %d %q %v, want 200 bye", r.status, r.body, r.err)
+	if r := testutil.Do(testutil.NewClient(t), http.MethodGet, s.url+"/admin/quit"); r.Err != nil || r.Body != "bye" {
+		t.Fatalf("handler starting the shutdown: got %d %q %v, want 200 bye", r.Status, r.Body, r.Err)
 	}
 	if err := recv(t, res, "Shutdown"); err != nil {
 		t.Fatalf("Shutdown started by a handler: got %v, want nil", err)
@@ -225,7 +226,7 @@ func TestRunContextEndsMidHold(t *testing.T) {
 	go func() { runRes <- l.Run(ctx) }()
 	recv(t, l.Running(), "Run catching signals")
 	l.MarkReady()
-	answer := getAsync(newClient(t), s.url+"/poll")
+	answer := testutil.DoAsync(testutil.NewClient(t), http.MethodGet, s.url+"/poll")
 	parked.waitStarted(t, 1)
 	start := time.Now()
 	kill(t, syscall.SIGUSR1)
@@ -237,8 +238,8 @@ func TestRunContextEndsMidHold(t *testing.T) {
 	if took := time.Since(start); took < hold {
 		t.Errorf("Run returned %v after the signal, before the %v hold was over", took, hold)
 	}
-	if r := recv(t, answer, "the parked answer"); r.err != nil || r.body != "done" {
-		t.Fatalf("parked request: got %d %q %v, want 200 done", r.status, r.body, r.err)
+	if r := recv(t, answer, "the parked answer"); r.Err != nil || r.Body != "done" {
+		t.Fatalf("parked request: got %d %q %v, want 200 done", r.Status, r.Body, r.Err)
 	}
 }
 
@@ -253,10 +254,10 @@ func TestShutdownContextEndsMidHoldHTTP(t *testing.T) {
 		stuck.park()
 	})), nil)
 	l.MarkReady()
-	c := newClient(t)
-	var answers []<-chan result
+	c := testutil.NewClient(t)
+	var answers []<-chan testutil.Response
 	for range 3 {
-		answers = append(answers, getAsync(c, s.url+"/stuck"))
+		answers = append(answers, testutil.DoAsync(c, http.MethodGet, s.url+"/stuck"))
 	}
 	stuck.waitStarted(t, 3)
 	ctx, cancel := context.WithCancelCause(t.Context())
@@ -266,8 +267,8 @@ func TestShutdownContextEndsMidHoldHTTP(t *testing.T) {
 	cancel(cause)
 	forced(t, recv(t, res, "Shutdown"), cause, 3)
 	for i, ch := range answers {
-		if r := recv(t, ch, "an abandoned answer"); r.err == nil {
-			t.Errorf("abandoned request %d: got %d, want a transport error", i, r.status)
+		if r := recv(t, ch, "an abandoned answer"); r.Err == nil {
+			t.Errorf("abandoned request %d: got %d, want a transport error", i, r.Status)
 		}
 	}
 }

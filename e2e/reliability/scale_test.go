@@ -30,13 +30,13 @@ type loadserverStats struct {
 
 func metrics(t *testing.T, c *http.Client, base string) loadserverStats {
 	t.Helper()
-	r := get(c, base+"/metrics?gc=1")
-	if r.err != nil || r.status != http.StatusOK {
-		t.Fatalf("GET /metrics: got %d %v", r.status, r.err)
+	r := testutil.Do(c, http.MethodGet, base+"/metrics?gc=1")
+	if r.Err != nil || r.Status != http.StatusOK {
+		t.Fatalf("GET /metrics: got %d %v", r.Status, r.Err)
 	}
 	var s loadserverStats
-	if err := json.Unmarshal([]byte(r.body), &s); err != nil {
-		t.Fatalf("GET /metrics: %v in %q", err, r.body)
+	if err := json.Unmarshal([]byte(r.Body), &s); err != nil {
+		t.Fatalf("GET /metrics: %v in %q", err, r.Body)
 	}
 	return s
 }
@@ -68,7 +68,7 @@ func TestScaleLongPolls(t *testing.T) {
 	base := "http://" + p.Addr(hang)
 	p.WaitLog("lameduck: serving", hang)
 
-	plain := newClient(t) // HTTP/1, for /metrics: its own connection
+	plain := testutil.NewClient(t) // HTTP/1, for /metrics: its own connection
 	before := metrics(t, plain, base)
 
 	tr := &http.Transport{Protocols: new(http.Protocols)}
@@ -78,14 +78,14 @@ func TestScaleLongPolls(t *testing.T) {
 
 	start := time.Now()
 	type answer struct {
-		res result
+		res testutil.Response
 		at  time.Time
 	}
 	answers := make([]answer, n)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			r := get(c, base+"/poll")
+			r := testutil.Do(c, http.MethodGet, base+"/poll")
 			answers[i] = answer{r, time.Now()}
 		})
 	}
@@ -111,8 +111,8 @@ func TestScaleLongPolls(t *testing.T) {
 	recv(t, waited, "every long poll answered")
 	var last time.Time
 	for i, a := range answers {
-		if a.res.err != nil || a.res.status != http.StatusOK || a.res.body != "done" {
-			t.Fatalf("poll %d: got %d %q %v, want 200 \"done\"", i, a.res.status, a.res.body, a.res.err)
+		if a.res.Err != nil || a.res.Status != http.StatusOK || a.res.Body != "done" {
+			t.Fatalf("poll %d: got %d %q %v, want 200 \"done\"", i, a.res.Status, a.res.Body, a.res.Err)
 		}
 		if a.at.After(last) {
 			last = a.at

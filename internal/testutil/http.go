@@ -47,7 +47,15 @@ func Get(t testing.TB, c *http.Client, url string) Response {
 	return r
 }
 
-// Start sends a request in the background and returns once it has been
+// DoAsync is Do in the background: the response arrives on the returned
+// channel. Use [StartRequest] when the server must have the request first.
+func DoAsync(c *http.Client, method, url string) <-chan Response {
+	out := make(chan Response, 1)
+	go func() { out <- Do(c, method, url) }()
+	return out
+}
+
+// StartRequest sends a request in the background and returns once it has been
 // fully written to the connection, so the server has it. The response
 // arrives on the returned channel.
 func StartRequest(t testing.TB, c *http.Client, method, url string) <-chan Response {
