@@ -136,8 +136,9 @@ const idleGrace = time.Second
 // hold. A hijacked connection is not waited for, but its request stays
 // tracked while the handler runs: a handler that holds it and ignores
 // [Lifecycle.Draining] is abandoned at the drain timeout; one that hands
-// it to a goroutine and returns is not waited for. BindHTTP returns [ErrShuttingDown] once the drain
-// has started.
+// it to a goroutine and returns is not waited for.
+//
+// BindHTTP returns [ErrShuttingDown] once the drain has started.
 func (l *Lifecycle) BindHTTP(srv *http.Server) error {
 	b := &httpServer{srv: srv, next: srv.ConnState, conns: make(map[net.Conn]connInfo), wake: make(chan struct{}, 1)}
 	srv.ConnState = b.connState
