@@ -2,6 +2,7 @@ package core_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -44,9 +45,9 @@ func TestMiddlewareTracksWhileServing(t *testing.T) {
 	for _, tc := range probeCases {
 		t.Run(tc.path, func(t *testing.T) {
 			var inside int64 = -1
-			h := l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h := l.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				inside = l.InFlight()
-			}))
+			}), nil)
 			w := httptest.NewRecorder()
 			h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, tc.path, nil))
 			want := int64(1)
@@ -76,7 +77,7 @@ func draining(t *testing.T) *core.Lifecycle {
 		t.Fatal("Begin: got false")
 	}
 	res := shutdownAsync(context.Background(), l)
-	recv(t, l.Draining(), "Draining()")
+	recv(t, l.Reached(core.Draining), "Draining()")
 	t.Cleanup(func() {
 		l.End()
 		recv(t, res, "Shutdown")
@@ -89,10 +90,10 @@ func TestMiddlewareWhileDraining(t *testing.T) {
 	for _, tc := range probeCases {
 		t.Run(tc.path, func(t *testing.T) {
 			called := false
-			h := l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h := l.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				called = true
 				_, _ = w.Write([]byte("ok"))
-			}))
+			}), nil)
 			w := httptest.NewRecorder()
 			h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, tc.path, nil))
 			if tc.probe {
@@ -120,35 +121,78 @@ func TestMiddlewareWhileDraining(t *testing.T) {
 	}
 }
 
-func TestAdmitHTTP(t *testing.T) {
+func TestHandlerPhases(t *testing.T) {
 	l := newLifecycle(t, core.WithHold(time.Hour))
 	l.MarkReady()
-	req := httptest.NewRequest(http.MethodGet, "/work", nil)
-	if got := l.AdmitHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/readyz", nil)); got != core.Untracked {
-		t.Errorf("probe: got %v, want Untracked", got)
+	h := l.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), nil)
+	serve := func() *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/work", nil))
+		return w
 	}
-	w := httptest.NewRecorder()
-	if got := l.AdmitHTTP(w, req); got != core.Tracked {
-		t.Fatalf("serving: got %v, want Tracked", got)
+	if w := serve(); w.Code != http.StatusOK || w.Header().Get("Connection") != "" {
+		t.Errorf("serving: got %d Connection %q, want 200 and none", w.Code, w.Header().Get("Connection"))
 	}
-	l.End()
-
-	ctx, cancel := context.WithCancel(t.Context())
-	res := shutdownAsync(ctx, l)
-	recv(t, l.Holding(), "Holding()")
-	w = httptest.NewRecorder()
-	if got := l.AdmitHTTP(w, req); got != core.Tracked {
-		t.Fatalf("holding: got %v, want Tracked", got)
+	res := shutdownAsync(t.Context(), l)
+	recv(t, l.Reached(core.Holding), "Reached(Holding)")
+	if w := serve(); w.Code != http.StatusOK || w.Header().Get("Connection") != "close" {
+		t.Errorf("holding: got %d Connection %q, want 200 and close", w.Code, w.Header().Get("Connection"))
 	}
-	if got := w.Header().Get("Connection"); got != "close" {
-		t.Errorf("holding: Connection got %q, want close", got)
-	}
-	l.End()
-	cancel()
-	recv(t, l.Draining(), "Draining()")
-	w = httptest.NewRecorder()
-	if got := l.AdmitHTTP(w, req); got != core.Refused || w.Code != http.StatusServiceUnavailable {
-		t.Errorf("draining: got %v status %d, want Refused 503", got, w.Code)
+	l.Force(errors.New("end the hour-long hold"))
+	recv(t, l.Reached(core.Draining), "Reached(Draining)")
+	if w := serve(); w.Code != http.StatusServiceUnavailable {
+		t.Errorf("draining: got %d, want 503", w.Code)
 	}
 	recv(t, res, "Shutdown")
+}
+
+// TestProbesServedWhateverTheRouter checks that the probe paths go to the
+// probes handler, untracked, even when the service's router would take
+// them (a catch-all) and during the drain, while the same words under a
+// prefix are the router's, tracked.
+func TestProbesServedWhateverTheRouter(t *testing.T) {
+	l := newLifecycle(t, core.WithHold(0), core.WithDrainTimeout(time.Hour))
+	l.MarkReady()
+	var routerInFlight, wantProbeInFlight int64 = -1, 0
+	router := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		routerInFlight = l.InFlight()
+		_, _ = w.Write([]byte("router"))
+	})
+	probes := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n := l.InFlight(); n != wantProbeInFlight {
+			t.Errorf("%s: InFlight() inside the probe: got %d, want %d", r.URL.Path, n, wantProbeInFlight)
+		}
+		_, _ = w.Write([]byte("probe"))
+	})
+	h := l.Wrap(router, probes)
+	get := func(path string) string {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, path, nil))
+		return w.Body.String()
+	}
+	for _, p := range []string{"/healthz", "/livez", "/readyz", "/readyz/db", "/healthz/ping"} {
+		if got := get(p); got != "probe" {
+			t.Errorf("GET %s: got %q, want the probes handler", p, got)
+		}
+	}
+	if got := get("/metrics"); got != "router" || routerInFlight != 0 {
+		t.Errorf("GET /metrics: got %q with %d in flight, want the router's, untracked", got, routerInFlight)
+	}
+	if got := get("/ops/healthz"); got != "router" || routerInFlight != 1 {
+		t.Errorf("GET /ops/healthz: got %q with %d in flight, want the router's, tracked", got, routerInFlight)
+	}
+
+	if !l.Begin() {
+		t.Fatal("Begin: got false")
+	}
+	wantProbeInFlight = 1 // the work above, not the probe
+	res := shutdownAsync(t.Context(), l)
+	recv(t, l.Reached(core.Draining), "Reached(Draining)")
+	if got := get("/readyz"); got != "probe" {
+		t.Errorf("GET /readyz while draining: got %q, want the probes handler", got)
+	}
+	l.End()
+	if err := recv(t, res, "Shutdown"); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
 }

@@ -29,7 +29,8 @@ var okBody = []byte("ok")
 func okHandler(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(okBody) }
 
 // BenchmarkMiddleware compares a bare handler with the same handler
-// behind Lifecycle.Middleware while serving; the difference is the cost
+// behind the lifecycle's request handling (what ListenHTTP serves) while
+// serving; the difference is the cost
 // of the request tracking.
 func BenchmarkMiddleware(b *testing.B) {
 	l := newLifecycle(b)
@@ -46,8 +47,8 @@ func BenchmarkMiddleware(b *testing.B) {
 		h    http.Handler
 	}{
 		{"bare", http.HandlerFunc(okHandler)},
-		{"lameduck", l.Middleware(http.HandlerFunc(okHandler))},
-		{"lameduck+otel-sdk", withSDK.Middleware(http.HandlerFunc(okHandler))},
+		{"lameduck", l.Wrap(http.HandlerFunc(okHandler), nil)},
+		{"lameduck+otel-sdk", withSDK.Wrap(http.HandlerFunc(okHandler), nil)},
 	}
 	req := httptest.NewRequest(http.MethodGet, "/work", nil)
 	for _, hc := range handlers {
@@ -82,44 +83,58 @@ func BenchmarkMiddleware(b *testing.B) {
 // with one in-flight request; ns/drain is the mean of that delay.
 func BenchmarkDrainCompletion(b *testing.B) {
 	b.Run("lameduck", func(b *testing.B) {
-		benchDrain(b, func(srv *http.Server) (started <-chan struct{}, shutdown func() error) {
+		benchDrain(b, func(srv *http.Server) (string, <-chan struct{}, func() error, <-chan error) {
 			l := newLifecycle(b, core.WithHold(0), core.WithDrainTimeout(10*time.Second))
-			if err := l.BindHTTP(srv); err != nil {
+			srv.Addr = "127.0.0.1:0"
+			if err := l.ListenHTTP(srv, nil); err != nil {
 				b.Fatal(err)
 			}
-			srv.Handler = l.Middleware(srv.Handler)
-			l.MarkReady()
-			return l.Draining(), func() error { return l.Shutdown(context.Background()) }
+			served := make(chan error, 1)
+			go func() { served <- l.Run(context.Background()) }()
+			<-l.Reached(core.Serving)
+			return srv.Addr, l.Reached(core.Draining), func() error { return l.Shutdown(context.Background()) }, served
 		})
 	})
 	b.Run("http.Server.Shutdown", func(b *testing.B) {
-		benchDrain(b, func(srv *http.Server) (<-chan struct{}, func() error) {
+		benchDrain(b, func(srv *http.Server) (string, <-chan struct{}, func() error, <-chan error) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
 			started := make(chan struct{})
 			srv.RegisterOnShutdown(func() { close(started) })
-			return started, func() error {
+			served := make(chan error, 1)
+			go func() {
+				if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+					served <- err
+				}
+				close(served)
+			}()
+			return ln.Addr().String(), started, func() error {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
 				return srv.Shutdown(ctx)
-			}
+			}, served
 		})
 	})
 }
 
-func benchDrain(b *testing.B, bind func(*http.Server) (<-chan struct{}, func() error)) {
+// A serveFunc serves srv and returns its address, a channel closed when
+// the drain has started, the call that shuts it down, and one that
+// delivers the serving's error (or closes) once it has ended.
+type serveFunc func(srv *http.Server) (addr string, started <-chan struct{}, shutdown func() error, served <-chan error)
+
+func benchDrain(b *testing.B, serve serveFunc) {
 	var total time.Duration
 	n := 0
 	for b.Loop() {
-		total += drainOnce(b, bind)
+		total += drainOnce(b, serve)
 		n++
 	}
 	b.ReportMetric(float64(total.Nanoseconds())/float64(n), "ns/drain")
 }
 
-func drainOnce(b *testing.B, bind func(*http.Server) (<-chan struct{}, func() error)) time.Duration {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
+func drainOnce(b *testing.B, serve serveFunc) time.Duration {
 	entered, release := make(chan struct{}), make(chan struct{})
 	flushed := make(chan time.Time, 1)
 	srv := &http.Server{
@@ -132,15 +147,13 @@ func drainOnce(b *testing.B, bind func(*http.Server) (<-chan struct{}, func() er
 			flushed <- time.Now()
 		}),
 	}
-	started, shutdown := bind(srv)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	addr, started, shutdown, served := serve(srv)
 
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
 	got := make(chan error, 1)
 	go func() {
-		resp, err := (&http.Client{Transport: tr}).Get("http://" + ln.Addr().String() + "/")
+		resp, err := (&http.Client{Transport: tr}).Get("http://" + addr + "/")
 		if err == nil {
 			_, err = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
@@ -161,7 +174,7 @@ func drainOnce(b *testing.B, bind func(*http.Server) (<-chan struct{}, func() er
 	if err := <-got; err != nil {
 		b.Fatalf("in-flight request: %v", err)
 	}
-	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+	if err := <-served; err != nil {
 		b.Fatalf("Serve: %v", err)
 	}
 	return d

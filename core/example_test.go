@@ -2,113 +2,112 @@ package core_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"time"
 
 	"github.com/lameduck/lameduck/core"
 )
 
+// A service in a few lines: ListenHTTP listens at once, Run serves, marks
+// the service ready once it catches signals, and shuts down on SIGTERM.
+// Here the shutdown comes from Shutdown, and the service has no hold.
 func Example() {
-	l, err := core.New(core.WithHold(0), core.WithLogger(slog.New(slog.DiscardHandler)))
+	lc, err := core.New(core.WithHold(0), core.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	fmt.Println(l.Phase(), "ready:", l.Ready())
-	l.MarkReady()
-	fmt.Println(l.Phase(), "ready:", l.Ready())
-
-	// A unit of work that is still running when the shutdown starts.
-	if l.Begin() {
-		go func() {
-			<-l.Draining()
-			fmt.Println(l.Phase(), "in flight:", l.InFlight())
-			l.End()
-		}()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/work", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	srv := &http.Server{Addr: "127.0.0.1:0", Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if err := lc.ListenHTTP(srv, nil); err != nil {
+		fmt.Println(err) // a port in use, say
+		return
 	}
-	err = l.Shutdown(context.Background())
-	fmt.Println(l.Phase(), "err:", err)
-	fmt.Println("Begin after the shutdown:", l.Begin())
+	go func() {
+		<-lc.Reached(core.Serving)
+		resp, err := http.Get("http://" + srv.Addr + "/work")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			fmt.Printf("%s", body)
+		}
+		lc.Shutdown(context.Background())
+	}()
+	err = lc.Run(context.Background())
+	fmt.Println(lc.Phase(), "err:", err)
 	// Output:
-	// starting ready: false
-	// serving ready: true
-	// draining in flight: 1
+	// ok
 	// stopped err: <nil>
-	// Begin after the shutdown: false
 }
 
 func ExampleNew() {
 	_, err := core.New(
-		core.WithHold(20*time.Second),
+		core.WithHold(15*time.Second),
 		core.WithDrainTimeout(15*time.Second),
 		core.WithGracePeriod(30*time.Second), // terminationGracePeriodSeconds
 	)
 	fmt.Println(err)
 	// Output:
-	// lameduck: hold 20s + drain timeout 15s = 35s exceeds the grace period 30s
+	// lameduck: hold 15s + drain timeout 15s + margin 3s = 33s exceeds the grace period 30s (the margin is max(2s, 10% of grace))
 }
 
-func ExampleLifecycle_Middleware() {
-	l, err := core.New(core.WithHold(0), core.WithLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	l.MarkReady()
-	h := l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.WriteString(w, "ok")
-	}))
-	serve := func(path string) {
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, path, nil))
-		fmt.Printf("%s: %d %q Retry-After=%q\n", path, w.Code, w.Body.String(), w.Header().Get("Retry-After"))
-	}
-	serve("/work")
-	if err := l.Shutdown(context.Background()); err != nil {
-		fmt.Println(err)
-	}
-	serve("/work")    // refused: the drain has started
-	serve("/healthz") // probes are never refused
+func ExampleCheckBudget() {
+	fmt.Println(core.CheckBudget(30*time.Second, 10*time.Second, 15*time.Second))
+	fmt.Println(core.CheckBudget(30*time.Second, 10*time.Second, 18*time.Second))
 	// Output:
-	// /work: 200 "ok" Retry-After=""
-	// /work: 503 "shutting down\n" Retry-After="1"
-	// /healthz: 200 "ok" Retry-After=""
+	// <nil>
+	// lameduck: hold 10s + drain timeout 18s + margin 3s = 31s exceeds the grace period 30s (the margin is max(2s, 10% of grace))
 }
 
-func ExampleLifecycle_BindHTTP() {
-	l, err := core.New(core.WithHold(0), core.WithLogger(slog.New(slog.DiscardHandler)))
+// Long-lived work, such as a stream, ends when the drain starts; tracked
+// work that is still running makes the drain wait.
+func ExampleLifecycle_Reached() {
+	lc, err := core.New(core.WithHold(0), core.WithSignals(), core.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	srv := httptest.NewUnstartedServer(l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.WriteString(w, "ok")
-	})))
-	if err := l.BindHTTP(srv.Config); err != nil {
-		fmt.Println(err)
-		return
-	}
-	srv.Start()
-	defer srv.Close()
-	l.MarkReady()
-
-	resp, err := http.Get(srv.URL + "/work")
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	fmt.Println(resp.StatusCode, string(body))
-
-	// Run would wait for SIGTERM; here the shutdown starts at once.
-	fmt.Println("shutdown:", l.Shutdown(context.Background()))
-	http.DefaultClient.CloseIdleConnections()
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-lc.Reached(core.Serving)
+		if lc.Begin() {
+			go func() {
+				defer lc.End()
+				<-lc.Reached(core.Draining) // the stream's last event
+				fmt.Println("stream ends in", lc.Phase())
+			}()
+		}
+		cancel() // as a signal would
+	}()
+	fmt.Println("err:", lc.Run(ctx))
 	// Output:
-	// 200 ok
-	// shutdown: <nil>
+	// stream ends in draining
+	// err: <nil>
+}
+
+func ExampleLifecycle_Force() {
+	lc, err := core.New(core.WithHold(time.Hour), core.WithSignals(), core.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	go func() {
+		<-lc.Reached(core.Serving)
+		// Shutdown's ctx bounds the wait, not the hour-long hold.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+		defer cancel()
+		fmt.Println("Shutdown:", lc.Shutdown(ctx), "phase:", lc.Phase())
+		lc.Force(errors.New("deploy aborted"))
+	}()
+	err = lc.Run(context.Background())
+	var fe *core.ForcedError
+	fmt.Println("Run:", errors.As(err, &fe), fe.Cause, fe.Abandoned)
+	// Output:
+	// Shutdown: context deadline exceeded phase: holding
+	// Run: true deploy aborted 0
 }

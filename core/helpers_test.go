@@ -2,6 +2,7 @@ package core_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"sync"
@@ -17,7 +18,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // newLifecycle returns a lifecycle with a silent logger.
 func newLifecycle(t testing.TB, opts ...core.Option) *core.Lifecycle {
 	t.Helper()
-	l, err := core.New(append([]core.Option{core.WithLogger(quiet)}, opts...)...)
+	l, err := core.New(append([]core.Option{core.WithLogger(quiet), core.WithSignals()}, opts...)...)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -55,17 +56,25 @@ func shutdownAsync(ctx context.Context, l *core.Lifecycle) <-chan error {
 	return res
 }
 
-// fakeServer records the calls the lifecycle makes. Its Drain returns
-// when release is closed or ctx ends.
+// fakeServer records the calls the lifecycle makes. Its Serve returns
+// once Drain or Close is called; its Drain returns when release is closed
+// or ctx ends.
 type fakeServer struct {
 	name    string
 	log     *callLog
 	release chan struct{}
 	drainIn chan struct{} // closed when Drain is called
+	stop    chan struct{} // closed by Drain or Close
+	once    sync.Once
 }
 
 func newFakeServer(name string, log *callLog) *fakeServer {
-	return &fakeServer{name: name, log: log, release: make(chan struct{}), drainIn: make(chan struct{})}
+	return &fakeServer{name: name, log: log, release: make(chan struct{}), drainIn: make(chan struct{}), stop: make(chan struct{})}
+}
+
+func (f *fakeServer) Serve() error {
+	<-f.stop
+	return nil
 }
 
 func (f *fakeServer) Hold() { f.log.add(f.name + ".Hold") }
@@ -73,6 +82,7 @@ func (f *fakeServer) Hold() { f.log.add(f.name + ".Hold") }
 func (f *fakeServer) Drain(ctx context.Context) error {
 	f.log.add(f.name + ".Drain")
 	close(f.drainIn)
+	f.once.Do(func() { close(f.stop) })
 	select {
 	case <-f.release:
 		return nil
@@ -81,7 +91,31 @@ func (f *fakeServer) Drain(ctx context.Context) error {
 	}
 }
 
-func (f *fakeServer) Close() error { f.log.add(f.name + ".Close"); return nil }
+func (f *fakeServer) Close() error {
+	f.log.add(f.name + ".Close")
+	f.once.Do(func() { close(f.stop) })
+	return nil
+}
+
+// run runs l.Run on a goroutine, waits until the service is ready and
+// returns Run's result. The test's cleanup forces the lifecycle and waits
+// for Run to return.
+func run(t testing.TB, l *core.Lifecycle) <-chan error {
+	t.Helper()
+	res := make(chan error, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { res <- l.Run(ctx) }()
+	recv(t, l.Reached(core.Serving), "Run marks the service ready")
+	out := make(chan error, 1)
+	done := make(chan struct{})
+	go func() { out <- <-res; close(done) }()
+	t.Cleanup(func() {
+		cancel()
+		l.Force(errors.New("test cleanup"))
+		<-done
+	})
+	return out
+}
 
 type callLog struct {
 	mu    sync.Mutex

@@ -2,29 +2,30 @@ package core
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
 )
 
-// Admission is the outcome of [Lifecycle.AdmitHTTP].
-type Admission uint8
+// admission is the outcome of [Lifecycle.admit].
+type admission uint8
 
 const (
-	// Untracked: a probe path; serve it without tracking.
-	Untracked Admission = iota
-	// Tracked: serve the request, then call [Lifecycle.End].
-	Tracked
-	// Refused: the drain has started; a 503 has been written. Do not
-	// serve the request and do not call End.
-	Refused
+	untracked admission = iota // a probe path: serve it untracked
+	tracked                    // serve the request, then call End
+	refused                    // the drain has started; a 503 has been written
 )
 
-// AdmitHTTP is the request-path logic shared by every HTTP middleware:
+// admit is the request-path logic of the handler that
+// [Lifecycle.ListenHTTP] serves:
 //
-//   - probe paths ([IsProbePath]) are never tracked nor refused, because
+//   - probe paths ([isProbePath]) are never tracked nor refused, because
 //     the kubelet keeps probing during termination;
 //   - other requests are tracked with [Lifecycle.Begin];
 //   - during the hold the response carries "Connection: close", so that
@@ -34,11 +35,10 @@ const (
 //   - a request that still arrives after the drain began is refused with
 //     503, "Connection: close" and "Retry-After: 1".
 //
-// It does not allocate while the service is serving. Middleware for
-// frameworks other than net/http call it; see [Lifecycle.Middleware].
-func (l *Lifecycle) AdmitHTTP(w http.ResponseWriter, r *http.Request) Admission {
-	if IsProbePath(r.URL.Path) {
-		return Untracked
+// It does not allocate while the service is serving.
+func (l *Lifecycle) admit(w http.ResponseWriter, r *http.Request) admission {
+	if isProbePath(r.URL.Path) {
+		return untracked
 	}
 	// Begin, with the phase read once for both decisions.
 	l.inflight.Add(1)
@@ -49,31 +49,39 @@ func (l *Lifecycle) AdmitHTTP(w http.ResponseWriter, r *http.Request) Admission 
 			l.End()
 			h.Set("Retry-After", "1")
 			http.Error(w, "shutting down", http.StatusServiceUnavailable)
-			return Refused
+			return refused
 		}
 	}
-	return Tracked
+	return tracked
 }
 
-// Middleware returns next wrapped with the request tracking of
-// [Lifecycle.AdmitHTTP]. A handler that panics still ends its tracking.
-// Its signature is that of chi and net/http middleware.
-func (l *Lifecycle) Middleware(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch l.AdmitHTTP(w, r) {
-		case Refused:
+// handler is what [Lifecycle.ListenHTTP] serves: the probes at their
+// paths, untracked, and everything else through next, tracked.
+type handler struct {
+	l      *Lifecycle
+	next   http.Handler
+	probes http.Handler // nil: next serves the probe paths too
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch h.l.admit(w, r) {
+	case refused:
+		return
+	case tracked:
+		defer h.l.End()
+	case untracked:
+		if h.probes != nil && r.URL.Path[1] != 'm' { // /metrics is the service's
+			h.probes.ServeHTTP(w, r)
 			return
-		case Tracked:
-			defer l.End()
 		}
-		next.ServeHTTP(w, r)
-	})
+	}
+	h.next.ServeHTTP(w, r)
 }
 
-// IsProbePath reports whether path is a health or metrics endpoint that is
+// isProbePath reports whether path is a health or metrics endpoint that is
 // neither tracked nor refused: /healthz, /livez, /readyz (and their
 // per-check sub-paths) and /metrics.
-func IsProbePath(path string) bool {
+func isProbePath(path string) bool {
 	// Most paths are rejected by their second byte.
 	if len(path) < 6 || path[0] != '/' {
 		return false
@@ -111,41 +119,89 @@ const NewConnGrace = time.Second
 // (golang/go#81153).
 const idleGrace = time.Second
 
-// BindHTTP registers srv with the lifecycle, so that the drain stops it
-// exactly:
+// ListenHTTP listens on srv.Addr now, and adds srv to the lifecycle
+// (see [Lifecycle.Add]), which serves it from [Lifecycle.Run] on and
+// drains it exactly:
 //
-//   - at the drain, keep-alives stop and its listeners are closed, and
-//     its idle connections too (HTTP/2 connections get a GOAWAY), as
-//     [http.Server.Shutdown] does, but the drain then finishes the moment
-//     the last response has been written, driven by srv.ConnState events
-//     rather than a poll;
+//   - srv's handler (or [net/http.DefaultServeMux]) serves every request
+//     but the probes, tracked with [Lifecycle.Begin] (a panic does not
+//     leak the count); during the hold each response carries
+//     "Connection: close", and a request that arrives after the drain
+//     began is answered 503 with "Retry-After: 1";
+//   - probes serves /healthz, /livez and /readyz and their sub-paths
+//     (a *health.Health does), neither tracked nor refused, whatever
+//     srv's handler routes; /metrics goes to srv's handler, untracked.
+//     With a nil probes, srv's handler serves those paths, untracked;
+//   - at the drain, keep-alives stop and its listener and idle
+//     connections are closed (HTTP/2 connections get a GOAWAY), as
+//     [net/http.Server.Shutdown] does, but the drain finishes the moment
+//     the last response has been written, driven by connection-state
+//     events rather than a poll;
 //   - a connection accepted just before the drain that has not sent its
-//     request head yet may still send it, and gets an answer (503 from
-//     the middleware) rather than being dropped; the listeners close once
-//     no such connection is left, [NewConnGrace] after the drain at most;
+//     request head yet may still send it and get an answer; the listener
+//     closes once no such connection is left, [NewConnGrace] after the
+//     drain at most;
 //   - a connection that stays idle during the drain is closed after a
-//     second (HTTP/1 ones close at once by themselves; HTTP/2 ones close
-//     after the GOAWAY, once their last frames are written);
-//   - a connection still waiting for its first request head is closed
-//     [NewConnGrace] after its accept;
-//   - at the drain timeout, [http.Server.Close] closes what is left.
+//     second; one still waiting for its first request head is closed
+//     NewConnGrace after its accept;
+//   - on Linux, a connection closed once the shutdown has started keeps
+//     its socket until the client has acknowledged every byte written
+//     (the send queue, SIOCOUTQ, is empty), and the drain finishes only
+//     then: in Kubernetes the pod's network goes away once its process
+//     has exited, and what was still queued would be lost;
+//   - at the drain timeout, [net/http.Server.Close] closes what is left.
 //
-// BindHTTP chains any ConnState hook already set on srv; set srv.ConnState
-// before calling it, not after. Use [Lifecycle.Middleware] (or an adapter)
-// as well: it tracks requests and sends "Connection: close" during the
-// hold. A hijacked connection is not waited for, but its request stays
-// tracked while the handler runs: a handler that holds it and ignores
-// [Lifecycle.Draining] is abandoned at the drain timeout; one that hands
-// it to a goroutine and returns is not waited for.
+// With srv.TLSConfig holding a certificate (Certificates or
+// GetCertificate), srv serves TLS (and HTTP/2, as net/http does). An empty
+// srv.Addr means ":http", or ":https" with TLS. ListenHTTP wraps
+// srv.Handler and sets srv.ConnState (chaining one already set); change
+// neither afterwards: the drain detects a replaced ConnState and then
+// falls back to [net/http.Server.Shutdown]'s poll, with a warning.
 //
-// BindHTTP returns [ErrShuttingDown] once the drain has started.
-func (l *Lifecycle) BindHTTP(srv *http.Server) error {
-	b := &httpServer{srv: srv, next: srv.ConnState, conns: make(map[net.Conn]connInfo), wake: make(chan struct{}, 1)}
+// A hijacked connection is not waited for, but its request stays tracked
+// while the handler runs: a handler that holds it and ignores
+// [Lifecycle.Reached]([Draining]) is abandoned at the drain timeout.
+//
+// ListenHTTP returns the listen error (a port in use, say), an error for a
+// nil srv, or [ErrShuttingDown] once the shutdown has started.
+func (l *Lifecycle) ListenHTTP(srv *http.Server, probes http.Handler) error {
+	if srv == nil {
+		return errors.New("lameduck: ListenHTTP of a nil *http.Server")
+	}
+	tls := srv.TLSConfig != nil && (len(srv.TLSConfig.Certificates) > 0 || srv.TLSConfig.GetCertificate != nil || srv.TLSConfig.GetConfigForClient != nil)
+	addr := srv.Addr
+	if addr == "" {
+		addr = ":http"
+		if tls {
+			addr = ":https"
+		}
+	}
+	if l.Phase() >= Holding {
+		return ErrShuttingDown
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("lameduck: %w", err)
+	}
+	ln = l.sendq.listener(ln)
+	next := srv.Handler
+	if next == nil {
+		next = http.DefaultServeMux
+	}
+	b := &httpServer{
+		srv: srv, ln: ln, tls: tls, log: l.log,
+		next: srv.ConnState, conns: make(map[net.Conn]connInfo), wake: make(chan struct{}, 1),
+	}
+	srv.Handler = &handler{l: l, next: next, probes: probes}
 	srv.ConnState = b.connState
-	if err := l.Register(b); err != nil {
-		srv.ConnState = b.next
+	b.own = reflect.ValueOf(srv.ConnState).Pointer()
+	if err := l.Add(b); err != nil {
+		srv.Handler, srv.ConnState = next, b.next
+		ln.Close()
 		return err
 	}
+	srv.Addr = ln.Addr().String()
+	l.log.Info("lameduck: listening", "addr", srv.Addr)
 	return nil
 }
 
@@ -157,6 +213,10 @@ type connInfo struct {
 // httpServer is the [Server] for an *http.Server.
 type httpServer struct {
 	srv  *http.Server
+	ln   net.Listener
+	tls  bool
+	log  *slog.Logger
+	own  uintptr // of srv.ConnState as set by ListenHTTP
 	next func(net.Conn, http.ConnState)
 	wake chan struct{} // pinged on every connection change while draining
 
@@ -193,7 +253,30 @@ func (b *httpServer) connState(c net.Conn, s http.ConnState) {
 // lost that way cannot be retried.
 func (b *httpServer) Hold() {}
 
+// Serve serves srv on the listener of ListenHTTP. [net/http.ErrServerClosed]
+// is the end of a drain or a close, not an error.
+func (b *httpServer) Serve() error {
+	var err error
+	if b.tls {
+		err = b.srv.ServeTLS(b.ln, "", "")
+	} else {
+		err = b.srv.Serve(b.ln)
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
 func (b *httpServer) Drain(ctx context.Context) error {
+	if reflect.ValueOf(b.srv.ConnState).Pointer() != b.own {
+		// Its connections are invisible to the binding: wait the way
+		// Shutdown does, by polling, which sees them.
+		b.log.Warn("lameduck: srv.ConnState was replaced after ListenHTTP; draining with http.Server.Shutdown's poll")
+		err := b.srv.Shutdown(ctx)
+		b.ln.Close()
+		return err
+	}
 	b.mu.Lock()
 	b.draining = true
 	b.mu.Unlock()
@@ -235,6 +318,7 @@ func (b *httpServer) Drain(ctx context.Context) error {
 	done, cancel := context.WithCancel(context.Background())
 	cancel()
 	_ = b.srv.Shutdown(done)
+	b.ln.Close() // in case Serve was never called
 
 	for {
 		busy, next := b.sweep(time.Now())
@@ -295,4 +379,8 @@ func (b *httpServer) sweep(now time.Time) (busy bool, next time.Duration) {
 	return busy, next
 }
 
-func (b *httpServer) Close() error { return b.srv.Close() }
+func (b *httpServer) Close() error {
+	err := b.srv.Close()
+	b.ln.Close() // in case Serve was never called
+	return err
+}

@@ -18,14 +18,12 @@ import (
 	"github.com/lameduck/lameduck/internal/testutil"
 )
 
-// testServer is a real http.Server on 127.0.0.1:0 bound to a lifecycle.
+// testServer is a real http.Server on 127.0.0.1:0 served by a lifecycle.
 type testServer struct {
 	srv    *http.Server
 	addr   string
 	url    string
 	states chan connEvent // every ConnState change
-	served chan struct{}  // closed when Serve has returned
-	err    error          // Serve's result, once served is closed
 }
 
 type connEvent struct {
@@ -33,18 +31,15 @@ type connEvent struct {
 	state http.ConnState
 }
 
-// startServer serves h behind l.Middleware and binds the server to l.
-// configure, if not nil, adjusts the server before it starts.
+// startServer serves h with l.ListenHTTP and starts l.Run, returning
+// once the service is ready. configure, if not nil, adjusts the server
+// before it listens.
 func startServer(t *testing.T, l *core.Lifecycle, h http.Handler, configure func(*http.Server)) *testServer {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := &testServer{addr: ln.Addr().String(), states: make(chan connEvent, 1024)}
-	ts.url = "http://" + ts.addr
+	ts := &testServer{states: make(chan connEvent, 1024)}
 	ts.srv = &http.Server{
-		Handler:  l.Middleware(h),
+		Addr:     "127.0.0.1:0",
+		Handler:  h,
 		ErrorLog: log.New(io.Discard, "", 0),
 		ConnState: func(c net.Conn, s http.ConnState) {
 			select {
@@ -56,18 +51,12 @@ func startServer(t *testing.T, l *core.Lifecycle, h http.Handler, configure func
 	if configure != nil {
 		configure(ts.srv)
 	}
-	if err := l.BindHTTP(ts.srv); err != nil {
-		t.Fatalf("BindHTTP: %v", err)
+	if err := l.ListenHTTP(ts.srv, nil); err != nil {
+		t.Fatalf("ListenHTTP: %v", err)
 	}
-	ts.served = make(chan struct{})
-	go func() { ts.err = ts.srv.Serve(ln); close(ts.served) }()
-	t.Cleanup(func() {
-		_ = ts.srv.Close()
-		<-ts.served
-		if !errors.Is(ts.err, http.ErrServerClosed) {
-			t.Errorf("Serve: got %v, want ErrServerClosed", ts.err)
-		}
-	})
+	ts.addr = ts.srv.Addr
+	ts.url = "http://" + ts.addr
+	run(t, l)
 	return ts
 }
 
@@ -104,14 +93,13 @@ func TestHTTPHoldSendsConnectionClose(t *testing.T) {
 	ts := startServer(t, l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "ok")
 	}), nil)
-	l.MarkReady()
 	c := testutil.NewClient(t)
 	if r := testutil.Do(c, http.MethodGet, ts.url+"/work"); r.Err != nil || r.Status != 200 || r.Close {
 		t.Fatalf("serving: got %d %v close %v, want 200 and keep-alive", r.Status, r.Err, r.Close)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	res := shutdownAsync(ctx, l)
-	recv(t, l.Holding(), "Holding()")
+	recv(t, l.Reached(core.Holding), "Holding()")
 	r := testutil.Do(c, http.MethodGet, ts.url+"/work")
 	if r.Err != nil || r.Status != 200 || r.Body != "ok" {
 		t.Fatalf("holding: got %d %q %v, want 200 ok", r.Status, r.Body, r.Err)
@@ -120,13 +108,19 @@ func TestHTTPHoldSendsConnectionClose(t *testing.T) {
 		t.Errorf("holding: got a keep-alive response, want Connection: close")
 	}
 	cancel()
-	// The drain closes the listener, and Serve returns.
-	recv(t, ts.served, "Serve returning at the drain")
+	if err := recv(t, res, "Shutdown"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Shutdown with its ctx cancelled mid-hold: got %v, want context.Canceled", err)
+	}
+	if l.Phase() != core.Holding {
+		t.Fatalf("phase after Shutdown's ctx ended: got %v, want the hold going on", l.Phase())
+	}
+	l.Force(errors.New("end the hour-long hold"))
+	recv(t, l.Reached(core.Stopped), "Reached(Stopped)")
+	// The drain closed the listener.
 	if conn, err := net.Dial("tcp", ts.addr); err == nil {
 		conn.Close()
-		t.Errorf("dial once draining: got a connection, want refused")
+		t.Errorf("dial once stopped: got a connection, want refused")
 	}
-	recv(t, res, "Shutdown")
 }
 
 func TestHTTPInFlightGetsFullBody(t *testing.T) {
@@ -145,11 +139,10 @@ func TestHTTPInFlightGetsFullBody(t *testing.T) {
 			f.Flush()
 		}
 	}), nil)
-	l.MarkReady()
 	resc := testutil.DoAsync(testutil.NewClient(t), http.MethodGet, ts.url+"/big")
 	recv(t, g.started, "handler start")
 	shut := shutdownAsync(t.Context(), l)
-	recv(t, l.Draining(), "Draining()")
+	recv(t, l.Reached(core.Draining), "Draining()")
 	g.open() // write the body only once the drain has started
 	r := recv(t, resc, "response")
 	if r.Err != nil || r.Status != 200 {
@@ -173,7 +166,6 @@ func TestHTTPStuckHandlerForced(t *testing.T) {
 		g.started <- struct{}{}
 		<-g.release
 	}), nil)
-	l.MarkReady()
 	resc := testutil.DoAsync(testutil.NewClient(t), http.MethodGet, ts.url+"/stuck")
 	recv(t, g.started, "handler start")
 	err := l.Shutdown(t.Context())
@@ -191,7 +183,6 @@ func TestHTTPPanickingHandlerDoesNotLeak(t *testing.T) {
 	ts := startServer(t, l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		panic("boom")
 	}), nil)
-	l.MarkReady()
 	if r := testutil.Do(testutil.NewClient(t), http.MethodGet, ts.url+"/panic"); r.Err == nil {
 		t.Fatalf("panicking handler: got status %d, want the connection dropped", r.Status)
 	}
@@ -222,14 +213,13 @@ func TestHTTPHijackedConnection(t *testing.T) {
 				g.started <- struct{}{}
 				if tc.watchDraining {
 					select {
-					case <-l.Draining():
+					case <-l.Reached(core.Draining):
 					case <-g.release:
 					}
 				} else {
 					<-g.release
 				}
 			}), nil)
-			l.MarkReady()
 			conn, err := net.Dial("tcp", ts.addr)
 			if err != nil {
 				t.Fatal(err)
@@ -259,7 +249,6 @@ func TestHTTPIdleKeepAliveClosedAtDrain(t *testing.T) {
 	ts := startServer(t, l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "ok")
 	}), nil)
-	l.MarkReady()
 	conn, err := net.Dial("tcp", ts.addr)
 	if err != nil {
 		t.Fatal(err)
@@ -296,7 +285,6 @@ func TestHTTPIdleKeepAliveClosedAtDrain(t *testing.T) {
 func TestHTTPSlowlorisBoundedByNewConnGrace(t *testing.T) {
 	l := newLifecycle(t, core.WithHold(0), core.WithDrainTimeout(time.Hour))
 	ts := startServer(t, l, http.NotFoundHandler(), nil)
-	l.MarkReady()
 	conn, err := net.Dial("tcp", ts.addr)
 	if err != nil {
 		t.Fatal(err)
@@ -343,7 +331,6 @@ func TestHTTP2HoldSendsGoAway(t *testing.T) {
 	ts := startServer(t, l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, r.Proto)
 	}), h2cServer)
-	l.MarkReady()
 	c := h2cClient(t)
 
 	var reused []bool
@@ -374,7 +361,7 @@ func TestHTTP2HoldSendsGoAway(t *testing.T) {
 	do("serving, second request") // reuses the connection
 	ctx, cancel := context.WithCancel(t.Context())
 	res := shutdownAsync(ctx, l)
-	recv(t, l.Holding(), "Holding()")
+	recv(t, l.Reached(core.Holding), "Holding()")
 	do("holding") // answered on the same connection, followed by a GOAWAY
 	// The GOAWAY makes the connection close once its stream is done.
 	for closed := false; !closed; {
@@ -398,13 +385,16 @@ func TestHTTP2HoldSendsGoAway(t *testing.T) {
 			t.Fatalf("GotConn Reused: got %v, want %v", got, want)
 		}
 	}
-	// The new h2 connection is idle now: it must not hold the drain. The
-	// ended ctx cuts the hold short, which is reported as forced.
+	// The new h2 connection is idle now: it must not hold the drain.
+	// Force cuts the hold short, which is reported as forced.
 	cancel()
-	err := recv(t, res, "Shutdown with an idle h2 connection")
+	recv(t, res, "Shutdown's wait ending with its ctx")
+	cause := errors.New("end the hour-long hold")
+	l.Force(cause)
+	err := l.Shutdown(t.Context())
 	var fe *core.ForcedError
-	if !errors.As(err, &fe) || fe.Abandoned != 0 || !errors.Is(err, context.Canceled) {
-		t.Fatalf("Shutdown: got %v, want ForcedError{Abandoned: 0, Cause: context.Canceled}", err)
+	if !errors.As(err, &fe) || fe.Abandoned != 0 || fe.Cause != cause {
+		t.Fatalf("Shutdown: got %v, want ForcedError{Abandoned: 0, Cause: %v}", err, cause)
 	}
 }
 
@@ -413,7 +403,6 @@ func TestHTTP2IdleConnectionDoesNotHangDrain(t *testing.T) {
 	ts := startServer(t, l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "ok")
 	}), h2cServer)
-	l.MarkReady()
 	if r := testutil.Do(h2cClient(t), http.MethodGet, ts.url+"/work"); r.Err != nil || r.Status != 200 {
 		t.Fatalf("request: got %d %v", r.Status, r.Err)
 	}
@@ -423,18 +412,79 @@ func TestHTTP2IdleConnectionDoesNotHangDrain(t *testing.T) {
 	}
 }
 
-func TestBindHTTPAfterDrain(t *testing.T) {
+func TestListenHTTPAfterShutdown(t *testing.T) {
 	l := newLifecycle(t, core.WithHold(0))
 	if err := l.Shutdown(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	hook := func(net.Conn, http.ConnState) {}
-	srv := &http.Server{ConnState: hook}
-	if err := l.BindHTTP(srv); !errors.Is(err, core.ErrShuttingDown) {
-		t.Fatalf("BindHTTP once stopped: got %v, want ErrShuttingDown", err)
+	srv := &http.Server{Addr: "127.0.0.1:0", ConnState: hook}
+	if err := l.ListenHTTP(srv, nil); !errors.Is(err, core.ErrShuttingDown) {
+		t.Fatalf("ListenHTTP once stopped: got %v, want ErrShuttingDown", err)
 	}
-	if srv.ConnState == nil {
-		t.Error("BindHTTP failed but removed the ConnState hook")
+	if srv.ConnState == nil || srv.Handler != nil {
+		t.Error("ListenHTTP failed but changed the server")
+	}
+}
+
+// TestListenHTTPPortInUse checks that a listen error is ListenHTTP's, at
+// once: nothing is served and the service never becomes ready.
+func TestListenHTTPPortInUse(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	l := newLifecycle(t)
+	err = l.ListenHTTP(&http.Server{Addr: taken.Addr().String()}, nil)
+	if err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("ListenHTTP on a port in use: got %v, want address already in use", err)
+	}
+	if l.Phase() != core.Starting {
+		t.Errorf("phase: got %v, want starting", l.Phase())
+	}
+	if err := l.ListenHTTP(nil, nil); err == nil {
+		t.Error("ListenHTTP(nil): got nil, want an error")
+	}
+}
+
+// TestConnStateReplacedAfterListenHTTP checks the misuse of setting
+// srv.ConnState after ListenHTTP: the binding no longer sees the
+// connections, so the drain falls back to http.Server.Shutdown's poll
+// and still waits for every in-flight answer.
+func TestConnStateReplacedAfterListenHTTP(t *testing.T) {
+	const n = 20
+	l := newLifecycle(t, core.WithHold(0), core.WithDrainTimeout(time.Minute))
+	g := newGate()
+	defer g.open()
+	srv := &http.Server{Addr: "127.0.0.1:0", Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g.started <- struct{}{}
+		<-g.release
+		_, _ = io.WriteString(w, "ok")
+	})}
+	if err := l.ListenHTTP(srv, nil); err != nil {
+		t.Fatal(err)
+	}
+	srv.ConnState = func(net.Conn, http.ConnState) {} // the misuse
+	run(t, l)
+	c := testutil.NewClient(t)
+	results := make([]<-chan testutil.Response, n)
+	for i := range results {
+		results[i] = testutil.DoAsync(c, http.MethodGet, "http://"+srv.Addr+"/work")
+	}
+	for range n {
+		recv(t, g.started, "handler start")
+	}
+	res := shutdownAsync(t.Context(), l)
+	recv(t, l.Reached(core.Draining), "Reached(Draining)")
+	g.open()
+	for i, rc := range results {
+		if r := recv(t, rc, "answer"); r.Err != nil || r.Status != 200 || r.Body != "ok" {
+			t.Errorf("request %d: got %d %q %v, want 200 ok", i, r.Status, r.Body, r.Err)
+		}
+	}
+	if err := recv(t, res, "Shutdown"); err != nil {
+		t.Fatalf("Shutdown: got %v, want nil", err)
 	}
 }
 
@@ -446,9 +496,8 @@ func TestHTTPShutdownFromHandler(t *testing.T) {
 	l := newLifecycle(t, core.WithHold(0), core.WithDrainTimeout(200*time.Millisecond))
 	inside := make(chan error, 1)
 	ts := startServer(t, l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		inside <- l.Shutdown(r.Context())
+		inside <- l.Shutdown(context.Background())
 	}), nil)
-	l.MarkReady()
 	resc := testutil.DoAsync(testutil.NewClient(t), http.MethodGet, ts.url+"/admin/stop")
 	err := recv(t, inside, "Shutdown called from the handler")
 	var fe *core.ForcedError
@@ -456,5 +505,5 @@ func TestHTTPShutdownFromHandler(t *testing.T) {
 		t.Fatalf("Shutdown from a handler: got %v, want ForcedError{Abandoned: 1, Cause: ErrDrainTimeout}", err)
 	}
 	recv(t, resc, "the client's result")
-	recv(t, l.Stopped(), "Stopped()")
+	recv(t, l.Reached(core.Stopped), "Reached(Stopped)")
 }

@@ -20,14 +20,23 @@ var (
 	// ErrSecondSignal is the cause of a shutdown forced by a second signal
 	// to [Lifecycle.Run].
 	ErrSecondSignal = errors.New("lameduck: second signal")
-	// ErrShuttingDown is returned by [Lifecycle.Register] once the drain
-	// has started: a server registered that late would never be drained.
+	// ErrShuttingDown is returned by [Lifecycle.Add] (and the calls that
+	// listen and add) once the shutdown has started: a server added that
+	// late would never be held or drained.
 	ErrShuttingDown = errors.New("lameduck: shutting down")
 )
 
+// errForced is the cause of [Lifecycle.Force] called with a nil cause.
+var errForced = errors.New("lameduck: forced")
+
+// closeWait bounds how long, after the drain timeout closed the servers,
+// the lifecycle waits for a [Server.Drain] or [Server.Close] that has not
+// returned. It fits in the margin of [CheckBudget].
+const closeWait = time.Second
+
 // ForcedError reports a shutdown whose drain did not finish by itself: the
 // remaining work was closed. Cause is [ErrDrainTimeout], [ErrSecondSignal]
-// or the cause of the context given to [Lifecycle.Shutdown].
+// or the cause given to [Lifecycle.Force].
 type ForcedError struct {
 	// Abandoned is the number of tracked requests still in flight when
 	// the servers were closed.
@@ -43,26 +52,36 @@ func (e *ForcedError) Error() string {
 // Unwrap returns the cause, so errors.Is(err, ErrDrainTimeout) works.
 func (e *ForcedError) Unwrap() error { return e.Cause }
 
-// A Server is something whose shutdown a [Lifecycle] drives, such as an
-// *http.Server (see [Lifecycle.BindHTTP]) or a gRPC server. Its methods
-// are called once each, in this order, from the shutdown sequence.
+// A Server is something a [Lifecycle] starts and stops: an *http.Server
+// added by [Lifecycle.ListenHTTP], a gRPC server (grpcadapter.Listen), or
+// a server of your own added with [Lifecycle.Add]. [Lifecycle.Run] calls
+// Serve on a goroutine of its own; the shutdown sequence then calls Hold,
+// Drain and, if the drain did not finish, Close, once each and in that
+// order.
 type Server interface {
+	// Serve serves until the server is drained or closed. It must be
+	// listening already, so that the service is ready as soon as Serve
+	// is called. A Serve that returns before the drain began, with an
+	// error or nil, is a failure: it starts the shutdown and Run
+	// returns its error.
+	Serve() error
 	// Hold is called when the hold starts. The server keeps serving
-	// everything; it may stop keep-alives or report itself not serving.
-	// Hold must not block.
+	// everything; it may tell clients to go elsewhere. Hold must not
+	// block.
 	Hold()
 	// Drain stops accepting new work and returns nil once the work it
 	// had accepted is finished, or ctx's error when ctx ends first.
 	Drain(ctx context.Context) error
 	// Close ends whatever work is left. It is called only when the drain
-	// did not finish.
+	// did not finish, even if Drain has not returned.
 	Close() error
 }
 
-// Lifecycle drives a service through its phases (see [Phase]) and runs
-// the shutdown sequence: readiness fails at once, the hold keeps serving
-// while load balancers converge, then the drain stops accepting and waits
-// for in-flight work, forcing the rest at the drain timeout.
+// Lifecycle starts a service's servers, marks it ready, and on shutdown
+// runs the sequence of [Lifecycle.Shutdown]: readiness fails at once, the
+// hold keeps serving while load balancers converge, then the drain stops
+// accepting and waits for in-flight work, forcing the rest at the drain
+// timeout.
 //
 // Create one with [New]. A Lifecycle is safe for concurrent use.
 type Lifecycle struct {
@@ -74,54 +93,43 @@ type Lifecycle struct {
 	inflight atomic.Int64
 	idle     chan struct{} // pinged when inflight drops to zero while draining
 
-	holding  chan struct{}
-	draining chan struct{}
-	stopped  chan struct{}
+	// reached[p] is closed once the phase is p or later.
+	reached [Stopped + 1]chan struct{}
 
 	// force ends the hold and the drain early; its cause says why.
 	force       context.Context
 	forceCancel context.CancelCauseFunc
 
-	running     chan struct{} // closed once Run catches signals
-	runningOnce sync.Once
+	serving sync.WaitGroup // Serve calls still running
+
+	// sendq keeps the sockets of the HTTP connections closed during the
+	// shutdown open until their peers have acknowledged every byte.
+	sendq        sendQueues
+	sendqRelease context.CancelFunc // ends the lingering; set by start
 
 	mu      sync.Mutex // guards the fields below
 	servers []Server
-	started bool
+	running bool // Run has started the servers
+	started bool // the shutdown sequence has started
 	trigger string
-	err     error
+	failure error // the first Serve that failed
+	err     error // a *ForcedError once the sequence has been forced
 }
 
 // New returns a Lifecycle in the [Starting] phase. It returns an error
-// when the hold is negative, the drain timeout is not positive, or, with
-// [WithGracePeriod], the hold plus the drain timeout exceed the grace
-// period.
+// when an option's value is invalid: a negative hold, a drain timeout that
+// is not positive, or, with [WithGracePeriod], a budget that
+// [CheckBudget] rejects.
 func New(opts ...Option) (*Lifecycle, error) {
-	cfg := newConfig(opts)
-	switch {
-	case cfg.hold < 0:
-		return nil, fmt.Errorf("lameduck: hold must not be negative, got %v", cfg.hold)
-	case cfg.drainTimeout <= 0:
-		return nil, fmt.Errorf("lameduck: drain timeout must be positive, got %v", cfg.drainTimeout)
-	case cfg.graceSet && cfg.grace <= 0:
-		return nil, fmt.Errorf("lameduck: grace period must be positive, got %v", cfg.grace)
-	case cfg.graceSet && cfg.hold+cfg.drainTimeout > cfg.grace:
-		return nil, fmt.Errorf("lameduck: hold %v + drain timeout %v = %v exceeds the grace period %v",
-			cfg.hold, cfg.drainTimeout, cfg.hold+cfg.drainTimeout, cfg.grace)
-	case len(cfg.signals) == 0:
-		return nil, errors.New("lameduck: WithSignals needs at least one signal")
-	case cfg.progress <= 0:
-		return nil, fmt.Errorf("lameduck: progress interval must be positive, got %v", cfg.progress)
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
 	}
-	l := &Lifecycle{
-		cfg:      cfg,
-		log:      cfg.logger,
-		idle:     make(chan struct{}, 1),
-		holding:  make(chan struct{}),
-		draining: make(chan struct{}),
-		stopped:  make(chan struct{}),
-		running:  make(chan struct{}),
+	l := &Lifecycle{cfg: cfg, log: cfg.logger, idle: make(chan struct{}, 1)}
+	for i := range l.reached {
+		l.reached[i] = make(chan struct{})
 	}
+	close(l.reached[Starting])
 	l.force, l.forceCancel = context.WithCancelCause(context.Background())
 	if err := l.tel.init(l); err != nil {
 		return nil, err
@@ -129,46 +137,29 @@ func New(opts ...Option) (*Lifecycle, error) {
 	return l, nil
 }
 
-// Hold returns the configured hold.
-func (l *Lifecycle) Hold() time.Duration { return l.cfg.hold }
-
-// DrainTimeout returns the configured drain timeout.
-func (l *Lifecycle) DrainTimeout() time.Duration { return l.cfg.drainTimeout }
-
-// MarkReady moves a Starting lifecycle to [Serving]; until then it is not
-// ready. It does nothing in any other phase.
-func (l *Lifecycle) MarkReady() {
-	if l.phase.CompareAndSwap(int32(Starting), int32(Serving)) {
-		l.log.Info("lameduck: serving")
-	}
-}
-
 // Phase returns the current phase.
 func (l *Lifecycle) Phase() Phase { return Phase(l.phase.Load()) }
 
-// Ready reports whether the service should receive new traffic: true only
-// in the [Serving] phase.
-func (l *Lifecycle) Ready() bool { return l.Phase() == Serving }
-
-// Holding returns a channel that is closed when the hold starts, that is
-// as soon as the shutdown starts.
-func (l *Lifecycle) Holding() <-chan struct{} { return l.holding }
-
-// Draining returns a channel that is closed when the drain starts.
-// Long-lived handlers (server-sent events, websockets, streams) should
-// finish when it closes, or the drain waits for them until its timeout.
-func (l *Lifecycle) Draining() <-chan struct{} { return l.draining }
-
-// Stopped returns a channel that is closed when the shutdown sequence has
-// finished.
-func (l *Lifecycle) Stopped() <-chan struct{} { return l.stopped }
+// Reached returns a channel that is closed once the lifecycle is in phase
+// p or a later one. Long-lived handlers (server-sent events, websockets,
+// streams) should finish when Reached([Draining]) closes, or the drain
+// waits for them until its timeout. Reached panics if p is not a [Phase]
+// constant.
+func (l *Lifecycle) Reached(p Phase) <-chan struct{} {
+	if p < Starting || p > Stopped {
+		panic(fmt.Sprintf("lameduck: Reached(%v): not a phase", p))
+	}
+	return l.reached[p]
+}
 
 // Begin records the start of a unit of work (a request, an RPC) and
 // reports whether it may proceed. It returns false once the drain has
 // started; the caller must then refuse the work and not call End. After a
 // true result the caller must call [Lifecycle.End] exactly once, typically
 // deferred so that a panic does not leak the count. Begin does not
-// allocate or lock.
+// allocate or lock. The servers of [Lifecycle.ListenHTTP] and
+// grpcadapter.Listen call it for every request; call it yourself only for
+// a server of your own.
 func (l *Lifecycle) Begin() bool {
 	l.inflight.Add(1)
 	if Phase(l.phase.Load()) >= Draining {
@@ -188,106 +179,173 @@ func (l *Lifecycle) End() {
 	}
 }
 
-// InFlight returns the number of units of work between Begin and End.
-func (l *Lifecycle) InFlight() int64 { return l.inflight.Load() }
+// inFlight returns the number of units of work between Begin and End.
+func (l *Lifecycle) inFlight() int64 { return l.inflight.Load() }
 
-// Register adds a server whose shutdown the lifecycle drives. A server
-// registered during the hold has its Hold called at once. Register
-// returns [ErrShuttingDown] once the drain has started.
-func (l *Lifecycle) Register(s Server) error {
+// Add adds a server that the lifecycle starts and stops (see [Server]).
+// Servers added before [Lifecycle.Run] are started by Run; one added while
+// Run serves is started at once. Add returns [ErrShuttingDown] once the
+// shutdown has started, and an error for a nil server.
+func (l *Lifecycle) Add(s Server) error {
+	if s == nil {
+		return errors.New("lameduck: Add of a nil Server")
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.Phase() >= Draining {
+	if l.started {
 		return ErrShuttingDown
 	}
 	l.servers = append(l.servers, s)
-	if l.Phase() == Holding {
-		s.Hold()
+	if l.running {
+		l.serve(s)
 	}
 	return nil
 }
 
-// Shutdown runs the shutdown sequence and returns when it has finished:
+// serve calls s.Serve on a goroutine of its own; l.mu is held.
+func (l *Lifecycle) serve(s Server) {
+	l.serving.Add(1)
+	go func() {
+		defer l.serving.Done()
+		err := s.Serve()
+		if l.Phase() >= Draining {
+			if err != nil {
+				l.log.Debug("lameduck: server stopped", "err", err)
+			}
+			return
+		}
+		if err == nil {
+			err = errors.New("lameduck: a server stopped serving before the shutdown")
+		}
+		l.fail(err)
+	}()
+}
+
+// fail records the first failure of a server and starts the shutdown.
+func (l *Lifecycle) fail(err error) {
+	l.mu.Lock()
+	first := l.failure == nil
+	if first {
+		l.failure = err
+	}
+	l.mu.Unlock()
+	if first {
+		l.log.Error("lameduck: a server failed; shutting down", "err", err)
+		l.start("failure")
+	}
+}
+
+// Shutdown starts the shutdown sequence, unless it has started already,
+// and waits for it to finish:
 //
-//  1. readiness fails at once and registered servers are told to hold;
+//  1. readiness fails at once and every server is told to hold;
 //  2. for the hold, everything is still served (a service that never
 //     became ready skips the hold: no load balancer routes to it);
 //  3. the drain stops the servers accepting and waits until every
 //     tracked request has ended and every server has finished its work;
 //  4. if that takes longer than the drain timeout, the servers are
-//     closed and Shutdown returns a [*ForcedError] with the number of
-//     requests abandoned; otherwise it returns nil.
+//     closed and the result is a [*ForcedError] that says how many
+//     requests were abandoned.
 //
-// The sequence runs once: concurrent and later calls wait for the same
-// sequence and return the same result. If ctx ends first, the rest of the
-// hold is skipped and the drain is forced at once, with ctx's cause as
-// the ForcedError's cause. Shutdown does not exit the process. Closing
-// the servers does not stop handlers that are still running: their
-// writes fail from then on, and [Lifecycle.InFlight] counts them until
-// they return.
+// ctx bounds the wait, not the sequence, as with
+// [net/http.Server.Shutdown]: when ctx ends first, Shutdown returns ctx's
+// error while the sequence goes on, within its own drain timeout. An
+// ended ctx skips nothing. To cut the sequence short, call
+// [Lifecycle.Force].
 //
-// Shutdown may be called before any server serves: a service never
-// marked ready skips the hold, and an *http.Server bound with
-// [Lifecycle.BindHTTP] whose Serve is called afterwards returns
-// [net/http.ErrServerClosed] at once.
+// Shutdown returns nil when everything drained, the [*ForcedError] of a
+// forced drain, or, when a server failed, that failure (joined with the
+// ForcedError, if any). The sequence runs once: concurrent and later
+// calls wait for the same sequence and return the same result. Shutdown
+// does not exit the process, and closing the servers does not stop
+// handlers that are still running: their writes fail from then on.
 //
-// Shutdown waits for every tracked request, so a request handler (or any
-// work between Begin and End) that calls Shutdown waits for itself: the
-// drain cannot finish before the drain timeout, and Shutdown then returns
-// a [*ForcedError] that counts the caller among the abandoned. Start the
-// shutdown from such work with go l.Shutdown(context.Background()) and
-// return, or watch [Lifecycle.Draining].
+// Shutdown waits for every tracked request, so a handler that calls it
+// waits for itself and is forced at the drain timeout. Start the shutdown
+// from a handler with go l.Shutdown(context.Background()) and return, or
+// watch [Lifecycle.Reached]([Draining]).
 func (l *Lifecycle) Shutdown(ctx context.Context) error {
-	return l.wait(ctx, l.start("api"))
-}
-
-// ShutdownFrom is [Lifecycle.Shutdown] with the trigger that is logged and
-// recorded on the shutdown span, such as "prestop". The trigger of the
-// call that starts the sequence wins.
-func (l *Lifecycle) ShutdownFrom(ctx context.Context, trigger string) error {
-	return l.wait(ctx, l.start(trigger))
-}
-
-func (l *Lifecycle) wait(ctx context.Context, done <-chan struct{}) error {
+	done := l.start("api")
 	select {
 	case <-done:
-	case <-ctx.Done():
-		l.forceCancel(context.Cause(ctx))
-		<-done
+		return l.result()
+	default:
 	}
-	return l.result()
+	select {
+	case <-done:
+		return l.result()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Force cuts the shutdown sequence short: it starts the sequence if it
+// has not started, skips whatever is left of the hold and the drain, and
+// closes the servers. The result of [Lifecycle.Run] and
+// [Lifecycle.Shutdown] is then a [*ForcedError] whose Cause is cause (a
+// generic one if cause is nil), unless the drain had already finished.
+// Force does not wait; Run and Shutdown do. A second signal to Run is a
+// Force with [ErrSecondSignal].
+func (l *Lifecycle) Force(cause error) {
+	if cause == nil {
+		cause = errForced
+	}
+	l.start("force")
+	l.forceCancel(cause)
+}
+
+// result is what Run and Shutdown return once the sequence has finished.
+func (l *Lifecycle) result() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.failure == nil:
+		return l.err
+	case l.err == nil:
+		return l.failure
+	}
+	return errors.Join(l.failure, l.err)
+}
+
+// markReady moves a Starting lifecycle to Serving.
+func (l *Lifecycle) markReady() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.phase.CompareAndSwap(int32(Starting), int32(Serving)) {
+		close(l.reached[Serving])
+		l.log.Info("lameduck: serving")
+	}
 }
 
 // start begins the shutdown sequence unless it already began, and returns
-// the channel closed when it ends. The move to Holding happens here, under
-// the lock and before start returns, so that readiness fails at once and a
-// MarkReady racing with the shutdown can no longer make the service ready
-// (it used to be done by the sequence's goroutine, leaving a window in
-// which MarkReady moved a shutting-down service back to Serving).
+// the channel closed when it ends. The move to Holding happens under the
+// lock and before start returns, so that readiness fails at once.
 func (l *Lifecycle) start(trigger string) <-chan struct{} {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	stopped := l.reached[Stopped]
 	if l.started {
 		l.log.Info("lameduck: joining the running shutdown", "trigger", trigger,
 			"started_by", l.trigger, "phase", l.Phase())
-		return l.stopped
+		return stopped
 	}
 	l.started = true
 	l.trigger = trigger
+	lingerCtx, release := context.WithCancel(context.Background())
+	l.sendq.begin(lingerCtx)
+	l.sendqRelease = release
 	start := time.Now()
 	ctx := l.tel.startShutdown(trigger, l.cfg.hold, l.cfg.drainTimeout)
-	holdSpan := l.tel.startPhase(ctx, SpanHold)
-	var was Phase
-	for {
-		was = Phase(l.phase.Load())
-		if l.phase.CompareAndSwap(int32(was), int32(Holding)) {
-			break
-		}
+	holdSpan := l.tel.startPhase(ctx, spanHold)
+	wasServing := l.Phase() == Serving
+	l.phase.Store(int32(Holding))
+	if !wasServing {
+		close(l.reached[Serving])
 	}
-	close(l.holding)
+	close(l.reached[Holding])
 	servers := append([]Server(nil), l.servers...)
-	go l.sequence(ctx, trigger, start, was == Serving, holdSpan, servers)
-	return l.stopped
+	go l.sequence(ctx, trigger, start, wasServing, holdSpan, servers)
+	return stopped
 }
 
 // sequence runs the rest of the shutdown once start has entered the hold.
@@ -302,7 +360,7 @@ func (l *Lifecycle) sequence(ctx context.Context, trigger string, start time.Tim
 		s.Hold()
 	}
 	l.log.Info("lameduck: holding", "trigger", trigger, "hold", hold,
-		"drain_timeout", l.cfg.drainTimeout, "in_flight", l.InFlight())
+		"drain_timeout", l.cfg.drainTimeout, "in_flight", l.inFlight())
 	if hold > 0 {
 		t := time.NewTimer(hold)
 		select {
@@ -316,21 +374,14 @@ func (l *Lifecycle) sequence(ctx context.Context, trigger string, start time.Tim
 
 	// Drain: stop accepting, wait for in-flight work, force at the timeout.
 	drainStart := time.Now()
-	servers, atDrain := l.enter(Draining, l.draining)
+	atDrain := l.enter(Draining)
 	l.log.Info("lameduck: draining", "held", held.Round(time.Millisecond),
 		"in_flight", atDrain, "timeout", l.cfg.drainTimeout)
-	drainSpan := l.tel.startPhase(ctx, SpanDrain, AttrInFlight.Int64(atDrain))
+	drainSpan := l.tel.startPhase(ctx, spanDrain, attrInFlight.Int64(atDrain))
 	dctx, cancel := context.WithTimeoutCause(l.force, l.cfg.drainTimeout, ErrDrainTimeout)
-	var ferr *ForcedError
-	if !l.drain(dctx, servers, drainStart) {
-		ferr = &ForcedError{Abandoned: l.InFlight(), Cause: context.Cause(dctx)}
-		for _, s := range servers {
-			if err := s.Close(); err != nil {
-				l.log.Warn("lameduck: closing a server", "err", err)
-			}
-		}
-	}
+	ferr := l.drain(dctx, servers, drainStart)
 	cancel()
+	l.sendqRelease() // forced: close what still lingers
 	drained := time.Since(drainStart)
 	l.tel.endPhase(ctx, drainSpan, "drain", drained, ferr)
 	l.tel.endShutdown(ctx, ferr)
@@ -347,68 +398,120 @@ func (l *Lifecycle) sequence(ctx context.Context, trigger string, start time.Tim
 		l.err = ferr // a nil *ForcedError must not become a non-nil error
 	}
 	l.mu.Unlock()
-	l.enter(Stopped, l.stopped)
+	l.enter(Stopped)
 }
 
-// enter moves to phase p, closes its channel and returns the servers
-// registered so far and the work in flight as the phase started. The
-// count is read before the channel closes, so that work ending when a
-// watcher of the channel sees it close is still counted.
-func (l *Lifecycle) enter(p Phase, ch chan struct{}) ([]Server, int64) {
+// enter moves to phase p, closes its channel and returns the work in
+// flight as the phase started. The count is read before the channel
+// closes, so that work ending when a watcher of the channel sees it close
+// is still counted.
+func (l *Lifecycle) enter(p Phase) int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.phase.Store(int32(p))
-	n := l.InFlight()
-	close(ch)
-	return append([]Server(nil), l.servers...), n
+	n := l.inFlight()
+	close(l.reached[p])
+	return n
 }
 
 // drain waits for the servers and the tracked work to finish, logging
-// progress at the configured interval. It reports whether all finished
-// before ctx ended.
-func (l *Lifecycle) drain(ctx context.Context, servers []Server, start time.Time) bool {
+// progress at the configured interval. It returns nil if all finished
+// before ctx ended. Otherwise it closes every server, even one whose Drain
+// has not returned, waits for the Drains and Closes for [closeWait] at
+// most, and returns the ForcedError.
+func (l *Lifecycle) drain(ctx context.Context, servers []Server, start time.Time) *ForcedError {
 	var (
-		wg   sync.WaitGroup
-		busy atomic.Int32
+		busy   atomic.Int32
+		forced atomic.Bool // a Drain returned because ctx ended
 	)
 	busy.Store(int32(len(servers)))
+	done := make(chan struct{}, len(servers))
+	drained := make(chan struct{})
+	var wg, calling sync.WaitGroup
+	calling.Add(len(servers))
 	for _, s := range servers {
 		wg.Go(func() {
-			if err := s.Drain(ctx); err != nil && ctx.Err() == nil {
-				l.log.Warn("lameduck: draining a server", "err", err)
+			calling.Done()
+			if err := s.Drain(ctx); err != nil {
+				if ctx.Err() != nil {
+					forced.Store(true)
+				} else {
+					l.log.Warn("lameduck: draining a server", "err", err)
+				}
 			}
 			busy.Add(-1)
+			done <- struct{}{}
 		})
 	}
-	allDone := make(chan struct{})
-	go func() { wg.Wait(); close(allDone) }()
-	defer func() { <-allDone }() // a server's Drain returns once ctx ends
+	go func() { wg.Wait(); close(drained) }()
 
-	// Forced before the drain began (ctx or a second signal during the
-	// hold): the drain is forced at once, even if nothing is in flight,
-	// so that the caller learns that the sequence was cut short.
-	if ctx.Err() != nil {
-		return false
+	finished := func() bool {
+		// Forced before the drain began (Force or a second signal during
+		// the hold) counts as forced even if nothing is in flight, so
+		// that the caller learns that the sequence was cut short.
+		if ctx.Err() != nil {
+			return false
+		}
+		tick := time.NewTicker(l.cfg.progress)
+		defer tick.Stop()
+		for l.inflight.Load() > 0 || busy.Load() > 0 {
+			select {
+			case <-ctx.Done():
+				return false
+			case <-l.idle:
+			case <-done:
+			case <-tick.C:
+				left := l.cfg.drainTimeout - time.Since(start)
+				if left <= 0 || ctx.Err() != nil {
+					continue // being forced: the stop line says it
+				}
+				l.log.Info("lameduck: drain in progress", "in_flight", l.inFlight(), "servers_busy", busy.Load(),
+					"forced_in", left.Round(100*time.Millisecond))
+			}
+		}
+		// A Drain that returned because ctx ended did not finish its
+		// work, whatever the order in which the select saw them.
+		if forced.Load() {
+			return false
+		}
+		// The responses written are still to reach their clients: a
+		// socket closed with bytes in its send queue lingers until the
+		// peer has them, so that the process exiting cannot cut them.
+		return l.sendq.wait(ctx) == nil
+	}()
+	if finished {
+		<-drained
+		return nil
 	}
 
-	tick := time.NewTicker(l.cfg.progress)
-	defer tick.Stop()
-	serversDone := allDone
-	for l.inflight.Load() > 0 || busy.Load() > 0 {
+	ferr := &ForcedError{Abandoned: l.inFlight(), Cause: context.Cause(ctx)}
+	if ferr.Cause == nil {
+		ferr.Cause = ErrDrainTimeout
+	}
+	closed := make(chan struct{})
+	go func() {
+		calling.Wait() // Drain is called before Close
+		var cwg sync.WaitGroup
+		for _, s := range servers {
+			cwg.Go(func() {
+				if err := s.Close(); err != nil {
+					l.log.Warn("lameduck: closing a server", "err", err)
+				}
+			})
+		}
+		cwg.Wait()
+		close(closed)
+	}()
+	t := time.NewTimer(closeWait)
+	defer t.Stop()
+	for _, ch := range []chan struct{}{closed, drained} {
 		select {
-		case <-ctx.Done():
-			return false
-		case <-l.idle:
-		case <-serversDone:
-			serversDone = nil // fired; a nil channel blocks
-		case <-tick.C:
-			left := l.cfg.drainTimeout - time.Since(start)
-			if left <= 0 || ctx.Err() != nil {
-				continue // being forced: the stop line says it
-			}
-			l.log.Info("lameduck: drain in progress", "in_flight", l.InFlight(), "servers_busy", busy.Load(),
-				"forced_in", left.Round(100*time.Millisecond))
+		case <-ch:
+		case <-t.C:
+			l.log.Error("lameduck: a server's Drain or Close did not return after the drain timeout; not waiting for it",
+				"waited", closeWait, "servers_busy", busy.Load())
+			return ferr
 		}
 	}
-	return true
+	return ferr
 }

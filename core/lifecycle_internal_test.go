@@ -23,7 +23,7 @@ func TestMarkReadyRacingShutdown(t *testing.T) {
 		if got := l.Phase(); got != Holding && got != Draining && got != Stopped {
 			t.Fatalf("iteration %d: phase after start and MarkReady: got %v, want holding or later", i, got)
 		}
-		if l.Ready() {
+		if l.Phase() == Serving {
 			t.Fatalf("iteration %d: Ready() after the shutdown started: got true, want false", i)
 		}
 		// The service was not ready when the shutdown started, so the

@@ -13,17 +13,17 @@ import (
 
 func TestPhasesInOrder(t *testing.T) {
 	l := newLifecycle(t, core.WithHold(time.Hour), core.WithDrainTimeout(time.Hour))
-	if l.Ready() {
+	if (l.Phase() == core.Serving) {
 		t.Fatal("Ready() before MarkReady: got true, want false")
 	}
 	l.MarkReady()
 	if got := l.Phase(); got != core.Serving {
 		t.Fatalf("Phase() after MarkReady: got %v, want serving", got)
 	}
-	if !l.Ready() {
+	if !(l.Phase() == core.Serving) {
 		t.Fatal("Ready() while serving: got false, want true")
 	}
-	if isClosed(l.Holding()) || isClosed(l.Draining()) || isClosed(l.Stopped()) {
+	if isClosed(l.Reached(core.Holding)) || isClosed(l.Reached(core.Draining)) || isClosed(l.Reached(core.Stopped)) {
 		t.Fatal("a phase channel is closed while serving")
 	}
 	if !l.Begin() {
@@ -32,14 +32,14 @@ func TestPhasesInOrder(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(t.Context())
 	res := shutdownAsync(ctx, l)
-	recv(t, l.Holding(), "Holding()")
+	recv(t, l.Reached(core.Holding), "Holding()")
 	if got := l.Phase(); got != core.Holding {
 		t.Errorf("Phase() after Holding closed: got %v, want holding", got)
 	}
-	if l.Ready() {
+	if (l.Phase() == core.Serving) {
 		t.Error("Ready() while holding: got true, want false")
 	}
-	if isClosed(l.Draining()) || isClosed(l.Stopped()) {
+	if isClosed(l.Reached(core.Draining)) || isClosed(l.Reached(core.Stopped)) {
 		t.Fatal("Draining or Stopped closed during the hold")
 	}
 	// The hold keeps accepting work.
@@ -50,30 +50,39 @@ func TestPhasesInOrder(t *testing.T) {
 		l.End()
 	}
 	l.MarkReady()
-	if l.Ready() || l.Phase() != core.Holding {
-		t.Errorf("MarkReady during the hold: got phase %v ready %v, want holding, not ready", l.Phase(), l.Ready())
+	if (l.Phase() == core.Serving) || l.Phase() != core.Holding {
+		t.Errorf("MarkReady during the hold: got phase %v ready %v, want holding, not ready", l.Phase(), (l.Phase() == core.Serving))
 	}
 
-	cancel() // ends the hour-long hold; the drain is forced at once
-	recv(t, l.Draining(), "Draining()")
+	// Shutdown's ctx bounds its wait, not the sequence.
+	cancel()
+	if err := recv(t, res, "Shutdown result"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Shutdown with its ctx ended: got %v, want context.Canceled", err)
+	}
+	if got := l.Phase(); got != core.Holding {
+		t.Fatalf("Phase() once Shutdown's ctx ended: got %v, want holding", got)
+	}
+	cause := errors.New("end the hour-long hold")
+	l.Force(cause) // the drain is forced at once
+	recv(t, l.Reached(core.Draining), "Reached(Draining)")
 	if l.Begin() {
 		t.Error("Begin() once draining: got true, want false")
 	}
-	err := recv(t, res, "Shutdown result")
+	err := l.Shutdown(t.Context())
 	var fe *core.ForcedError
-	if !errors.As(err, &fe) || fe.Abandoned != 1 || !errors.Is(err, context.Canceled) {
-		t.Fatalf("Shutdown: got %v, want a ForcedError with 1 abandoned and cause context.Canceled", err)
+	if !errors.As(err, &fe) || fe.Abandoned != 1 || fe.Cause != cause {
+		t.Fatalf("Shutdown: got %v, want a ForcedError with 1 abandoned and cause %v", err, cause)
 	}
-	if !isClosed(l.Stopped()) || l.Phase() != core.Stopped {
-		t.Fatalf("after Shutdown: got phase %v, Stopped closed %v; want stopped, true", l.Phase(), isClosed(l.Stopped()))
+	if !isClosed(l.Reached(core.Stopped)) || l.Phase() != core.Stopped {
+		t.Fatalf("after Shutdown: got phase %v, Stopped closed %v; want stopped, true", l.Phase(), isClosed(l.Reached(core.Stopped)))
 	}
 	l.End()
 	if got := l.InFlight(); got != 0 {
 		t.Errorf("InFlight() after End: got %d, want 0", got)
 	}
 	l.MarkReady()
-	if l.Ready() || l.Phase() != core.Stopped {
-		t.Errorf("MarkReady after shutdown: got phase %v ready %v, want stopped, not ready", l.Phase(), l.Ready())
+	if (l.Phase() == core.Serving) || l.Phase() != core.Stopped {
+		t.Errorf("MarkReady after shutdown: got phase %v ready %v, want stopped, not ready", l.Phase(), (l.Phase() == core.Serving))
 	}
 }
 
@@ -97,14 +106,14 @@ func TestShutdownConcurrentCallsShareOneSequence(t *testing.T) {
 	log := &callLog{}
 	l := newLifecycle(t, core.WithHold(time.Hour), core.WithDrainTimeout(time.Hour))
 	s := newFakeServer("s", log)
-	if err := l.Register(s); err != nil {
+	if err := l.Add(s); err != nil {
 		t.Fatal(err)
 	}
 	l.MarkReady()
 	if !l.Begin() {
 		t.Fatal("Begin: got false")
 	}
-	ctx, cancel := context.WithCancelCause(t.Context())
+	ctx := t.Context()
 	cause := errors.New("deploy aborted")
 
 	const n = 50
@@ -113,8 +122,8 @@ func TestShutdownConcurrentCallsShareOneSequence(t *testing.T) {
 	for i := range n {
 		wg.Go(func() { errs[i] = l.Shutdown(ctx) })
 	}
-	recv(t, l.Holding(), "Holding()")
-	cancel(cause)
+	recv(t, l.Reached(core.Holding), "Holding()")
+	l.Force(cause)
 	wg.Wait()
 	first := errs[0]
 	var fe *core.ForcedError
@@ -129,22 +138,62 @@ func TestShutdownConcurrentCallsShareOneSequence(t *testing.T) {
 	if again := l.Shutdown(t.Context()); again != first {
 		t.Errorf("a later Shutdown: got %v, want the same error", again)
 	}
-	want := []string{"s.Hold", "s.Drain", "s.Close"}
-	if got := log.get(); !slices.Equal(got, want) {
-		t.Errorf("server calls: got %v, want %v (one sequence)", got, want)
+	// Forced during the hold, Close follows Drain at once: the two calls
+	// may be logged in either order.
+	got := log.get()
+	slices.Sort(got[1:])
+	if want := []string{"s.Hold", "s.Close", "s.Drain"}; !slices.Equal(got, want) {
+		t.Errorf("server calls: got %v, want Hold, then Drain and Close once each (one sequence)", log.get())
 	}
 	l.End()
 }
 
-func TestShutdownCtxCancelledMidHold(t *testing.T) {
+// TestShutdownEndedCtxStillHoldsAndDrains pins down the common
+// signal.NotifyContext pattern: Shutdown called with a ctx that has
+// already ended returns at once with ctx's error, but the sequence still
+// runs its hold and its drain, and work in flight finishes.
+func TestShutdownEndedCtxStillHoldsAndDrains(t *testing.T) {
+	const hold = 200 * time.Millisecond
+	l := newLifecycle(t, core.WithHold(hold), core.WithDrainTimeout(time.Hour))
+	l.MarkReady()
+	if !l.Begin() {
+		t.Fatal("Begin: got false")
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	start := time.Now()
+	if err := l.Shutdown(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Shutdown with an ended ctx: got %v, want context.Canceled at once", err)
+	}
+	if got := l.Phase(); got != core.Holding {
+		t.Fatalf("Phase() after Shutdown returned: got %v, want holding", got)
+	}
+	// The hold runs in full; the work in flight is still served.
+	recv(t, l.Reached(core.Draining), "Reached(Draining)")
+	if d := time.Since(start); d < hold {
+		t.Errorf("the hold lasted %v, want at least %v: an ended ctx must not skip it", d, hold)
+	}
+	select {
+	case <-l.Reached(core.Stopped):
+		t.Fatal("stopped with work in flight: the drain was skipped")
+	default:
+	}
+	l.End()
+	if err := l.Shutdown(t.Context()); err != nil {
+		t.Fatalf("Shutdown: got %v, want nil (drained)", err)
+	}
+}
+
+// TestForceMidHold checks that Force ends the hold at once and is
+// reported as forced, with its cause.
+func TestForceMidHold(t *testing.T) {
 	l := newLifecycle(t, core.WithHold(time.Hour), core.WithDrainTimeout(time.Hour))
 	l.MarkReady()
-	ctx, cancel := context.WithCancelCause(t.Context())
-	res := shutdownAsync(ctx, l)
-	recv(t, l.Holding(), "Holding()")
+	res := shutdownAsync(t.Context(), l)
+	recv(t, l.Reached(core.Holding), "Reached(Holding)")
 	cause := errors.New("the platform is out of patience")
-	cancel(cause)
-	err := recv(t, res, "Shutdown after the ctx ended mid-hold")
+	l.Force(cause)
+	err := recv(t, res, "Shutdown after Force mid-hold")
 	var fe *core.ForcedError
 	if !errors.As(err, &fe) {
 		t.Fatalf("Shutdown: got %v, want a *ForcedError", err)
@@ -161,14 +210,14 @@ func TestDrainWaitsForInFlightWork(t *testing.T) {
 		t.Fatal("Begin: got false")
 	}
 	res := shutdownAsync(t.Context(), l)
-	recv(t, l.Draining(), "Draining()")
+	recv(t, l.Reached(core.Draining), "Draining()")
 	if got := l.InFlight(); got != 1 {
 		t.Fatalf("InFlight() at the drain: got %d, want 1", got)
 	}
 	select {
 	case err := <-res:
 		t.Fatalf("Shutdown returned %v with work in flight, want it to wait", err)
-	case <-l.Stopped():
+	case <-l.Reached(core.Stopped):
 		t.Fatal("Stopped with work in flight")
 	default:
 	}
@@ -183,7 +232,7 @@ func TestDrainTimeout(t *testing.T) {
 	l := newLifecycle(t, core.WithHold(0), core.WithDrainTimeout(100*time.Millisecond))
 	a, b := newFakeServer("a", log), newFakeServer("b", log)
 	for _, s := range []*fakeServer{a, b} {
-		if err := l.Register(s); err != nil {
+		if err := l.Add(s); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -216,7 +265,7 @@ func TestDrainWaitsForServers(t *testing.T) {
 	log := &callLog{}
 	l := newLifecycle(t, core.WithHold(0), core.WithDrainTimeout(time.Hour))
 	s := newFakeServer("s", log)
-	if err := l.Register(s); err != nil {
+	if err := l.Add(s); err != nil {
 		t.Fatal(err)
 	}
 	res := shutdownAsync(t.Context(), l)
@@ -235,33 +284,35 @@ func TestDrainWaitsForServers(t *testing.T) {
 	}
 }
 
-func TestRegister(t *testing.T) {
+func TestAdd(t *testing.T) {
 	log := &callLog{}
 	l := newLifecycle(t, core.WithHold(time.Hour), core.WithDrainTimeout(time.Hour))
-	l.MarkReady()
-	ctx, cancel := context.WithCancel(t.Context())
-	res := shutdownAsync(ctx, l)
-	recv(t, l.Holding(), "Holding()")
-
-	late := newFakeServer("late", log)
-	if err := l.Register(late); err != nil {
-		t.Fatalf("Register during the hold: %v", err)
+	if err := l.Add(nil); err == nil {
+		t.Error("Add(nil): got nil, want an error")
 	}
-	if got, want := log.get(), []string{"late.Hold"}; !slices.Equal(got, want) {
-		t.Fatalf("Register during the hold: got calls %v, want %v at once", got, want)
+	early := newFakeServer("early", log)
+	if err := l.Add(early); err != nil {
+		t.Fatalf("Add before Run: %v", err)
 	}
+	run(t, l)
+	late := newFakeServer("late", log) // started at once by the running Run
+	if err := l.Add(late); err != nil {
+		t.Fatalf("Add while serving: %v", err)
+	}
+	close(early.release)
 	close(late.release)
-	cancel()
-	recv(t, l.Draining(), "Draining()")
-	if err := l.Register(newFakeServer("too late", log)); !errors.Is(err, core.ErrShuttingDown) {
-		t.Errorf("Register once draining: got %v, want ErrShuttingDown", err)
+	res := shutdownAsync(t.Context(), l)
+	recv(t, l.Reached(core.Holding), "Reached(Holding)")
+	if err := l.Add(newFakeServer("too late", log)); !errors.Is(err, core.ErrShuttingDown) {
+		t.Errorf("Add during the hold: got %v, want ErrShuttingDown", err)
 	}
+	l.Force(errors.New("end the hour-long hold"))
 	recv(t, res, "Shutdown")
-	if got := log.get(); !slices.Contains(got, "late.Drain") {
-		t.Errorf("server registered during the hold: got calls %v, want it drained", got)
-	}
-	if err := l.Register(newFakeServer("stopped", log)); !errors.Is(err, core.ErrShuttingDown) {
-		t.Errorf("Register once stopped: got %v, want ErrShuttingDown", err)
+	got := log.get()
+	for _, want := range []string{"early.Hold", "early.Drain", "late.Hold", "late.Drain"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("server calls: got %v, want %s among them", got, want)
+		}
 	}
 }
 

@@ -1,6 +1,8 @@
 package core
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"syscall"
@@ -10,58 +12,66 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// Default values used by [New] when no option overrides them.
-const (
-	DefaultHold         = 10 * time.Second
-	DefaultDrainTimeout = 15 * time.Second
-)
-
-// An Option configures a [Lifecycle].
+// An Option configures a [Lifecycle]. An invalid value is an error from
+// [New].
 type Option func(*config)
 
 type config struct {
 	hold         time.Duration
 	drainTimeout time.Duration
-	grace        time.Duration
+	grace        time.Duration // 0: not checked
 	graceSet     bool
 	logger       *slog.Logger
 	tp           trace.TracerProvider
 	mp           metric.MeterProvider
 	signals      []os.Signal
-	progress     time.Duration
+	progress     time.Duration // of the drain's progress lines
+	nilOption    bool
 }
 
-func newConfig(opts []Option) config {
+func newConfig(opts []Option) (config, error) {
 	c := config{
-		hold:         DefaultHold,
-		drainTimeout: DefaultDrainTimeout,
+		hold:         10 * time.Second,
+		drainTimeout: 15 * time.Second,
 		signals:      []os.Signal{syscall.SIGTERM, os.Interrupt},
 		progress:     time.Second,
 	}
 	for _, o := range opts {
+		if o == nil {
+			return c, errors.New("lameduck: nil Option")
+		}
 		o(&c)
 	}
 	if c.logger == nil {
 		c.logger = slog.Default()
 	}
-	return c
+	switch {
+	case c.hold < 0:
+		return c, fmt.Errorf("lameduck: hold must not be negative, got %v", c.hold)
+	case c.drainTimeout <= 0:
+		return c, fmt.Errorf("lameduck: drain timeout must be positive, got %v", c.drainTimeout)
+	case c.graceSet:
+		if err := CheckBudget(c.grace, c.hold, c.drainTimeout); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
 }
 
 // WithHold sets how long the service keeps serving everything after the
 // shutdown starts, with readiness failing, so that load balancers stop
 // routing to it before it stops accepting. Zero disables the hold.
-// If none is specified, [DefaultHold] is used.
+// If none is specified, the hold is 10 s.
 func WithHold(d time.Duration) Option { return func(c *config) { c.hold = d } }
 
 // WithDrainTimeout sets how long the drain may wait for in-flight work
-// before the rest is closed. If none is specified, [DefaultDrainTimeout]
-// is used.
+// before the rest is closed. If none is specified, it is 15 s.
 func WithDrainTimeout(d time.Duration) Option { return func(c *config) { c.drainTimeout = d } }
 
 // WithGracePeriod declares the time the platform allows between SIGTERM and
-// SIGKILL (Kubernetes' terminationGracePeriodSeconds). [New] then rejects a
-// hold plus drain timeout that would not fit in it. If none is specified,
-// nothing is checked.
+// SIGKILL (Kubernetes' terminationGracePeriodSeconds). [New] then rejects
+// a hold and drain timeout that [CheckBudget] says do not fit in it. If
+// none is specified, nothing is checked.
 func WithGracePeriod(d time.Duration) Option {
 	return func(c *config) { c.grace, c.graceSet = d, true }
 }
@@ -96,13 +106,37 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 	}
 }
 
-// WithSignals sets the signals [Lifecycle.Run] waits for. If none is
-// specified, Run waits for SIGTERM and SIGINT.
+// WithSignals sets the signals [Lifecycle.Run] catches. With none, Run
+// catches no signal and shuts down when its context ends. If none is
+// specified, Run catches SIGTERM and SIGINT.
 func WithSignals(sigs ...os.Signal) Option {
 	return func(c *config) { c.signals = append([]os.Signal(nil), sigs...) }
 }
 
-// WithProgressInterval sets how often a drain that has not finished logs
-// how much work remains and how long until it is forced. If none is
-// specified, a line is logged every second.
-func WithProgressInterval(d time.Duration) Option { return func(c *config) { c.progress = d } }
+// MinMargin and the share of the grace period in [CheckBudget]'s margin.
+const (
+	minMargin     = 2 * time.Second
+	marginPercent = 10
+)
+
+// CheckBudget reports whether a hold and a drain timeout fit in a grace
+// period (Kubernetes' terminationGracePeriodSeconds) with a margin for
+// the process to exit and flush its telemetry:
+//
+//	hold + drainTimeout + margin ≤ grace, where margin = max(2 s, 10 % of grace)
+//
+// Time spent before the hold, such as a preStop sleep, belongs in hold.
+// It returns nil, or an error that names every number. [WithGracePeriod]
+// applies it in [New]; the Kubernetes manifests of the examples are
+// checked with it too.
+func CheckBudget(grace, hold, drainTimeout time.Duration) error {
+	margin := max(minMargin, grace*marginPercent/100)
+	switch {
+	case grace <= 0:
+		return fmt.Errorf("lameduck: grace period must be positive, got %v", grace)
+	case hold+drainTimeout+margin > grace:
+		return fmt.Errorf("lameduck: hold %v + drain timeout %v + margin %v = %v exceeds the grace period %v (the margin is max(2s, 10%% of grace))",
+			hold, drainTimeout, margin, hold+drainTimeout+margin, grace)
+	}
+	return nil
+}

@@ -19,7 +19,7 @@ func (l *Lifecycle) PreStopHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		l.start("prestop")
 		select {
-		case <-l.draining:
+		case <-l.reached[Draining]:
 		case <-r.Context().Done():
 			l.log.Warn("lameduck: preStop caller gave up before the hold ended; the shutdown goes on",
 				"err", context.Cause(r.Context()))

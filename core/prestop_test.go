@@ -19,8 +19,8 @@ func TestPreStopReturnsAfterHold(t *testing.T) {
 		l.PreStopHandler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/prestop", nil))
 		done <- w
 	}()
-	recv(t, l.Holding(), "Holding()")
-	if l.Ready() {
+	recv(t, l.Reached(core.Holding), "Holding()")
+	if l.Phase() == core.Serving {
 		t.Fatal("Ready() once preStop was called: got true, want false")
 	}
 	select {
@@ -28,16 +28,14 @@ func TestPreStopReturnsAfterHold(t *testing.T) {
 		t.Fatal("preStop returned during the hold, want it to wait for the hold")
 	default:
 	}
-	// A Shutdown with an ended ctx cuts the hold short: the preStop
-	// request returns once the hold is over.
-	ctx, cancel := context.WithCancel(t.Context())
-	cancel()
-	_ = l.Shutdown(ctx)
+	// Force cuts the hold short: the preStop request returns once the
+	// hold is over.
+	l.Force(nil)
 	w := recv(t, done, "preStop after the hold")
 	if w.Code != http.StatusOK {
 		t.Fatalf("preStop: got status %d, want 200", w.Code)
 	}
-	if !isClosed(l.Draining()) {
+	if !isClosed(l.Reached(core.Draining)) {
 		t.Error("preStop returned before the drain started")
 	}
 }
@@ -50,5 +48,5 @@ func TestPreStopClientGivesUp(t *testing.T) {
 	l.PreStopHandler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/prestop", nil).WithContext(ctx))
 	// Whether the handler saw the drain or the ended request first, the
 	// sequence goes on and finishes.
-	recv(t, l.Stopped(), "Stopped()")
+	recv(t, l.Reached(core.Stopped), "Stopped()")
 }

@@ -3,7 +3,6 @@ package core_test
 import (
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"sync"
 	"testing"
@@ -21,33 +20,27 @@ import (
 // event cuts the answer off.
 func TestReliabilityH2LastResponseNotCutOff(t *testing.T) {
 	const conns = 100
-	l, err := core.New(core.WithLogger(quiet), core.WithHold(0), core.WithDrainTimeout(time.Minute))
+	l, err := core.New(core.WithLogger(quiet), core.WithSignals(), core.WithHold(0), core.WithDrainTimeout(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
 	parked := make(chan struct{}, conns)
 	srv := &http.Server{
 		ErrorLog: log.New(io.Discard, "", 0),
-		Handler: l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		Addr:     "127.0.0.1:0",
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			parked <- struct{}{}
-			<-l.Draining()
+			<-l.Reached(core.Draining)
 			_, _ = io.WriteString(w, "done")
-		})),
+		}),
 		Protocols: new(http.Protocols),
 	}
 	srv.Protocols.SetHTTP1(true)
 	srv.Protocols.SetUnencryptedHTTP2(true)
-	if err := l.BindHTTP(srv); err != nil {
+	if err := l.ListenHTTP(srv, nil); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan struct{})
-	go func() { _ = srv.Serve(ln); close(served) }()
-	defer func() { srv.Close(); <-served }()
-	l.MarkReady()
+	run(t, l)
 
 	type res struct {
 		status int
@@ -63,7 +56,7 @@ func TestReliabilityH2LastResponseNotCutOff(t *testing.T) {
 		defer tr.CloseIdleConnections()
 		c := &http.Client{Transport: tr, Timeout: time.Minute}
 		wg.Go(func() {
-			resp, err := c.Get("http://" + ln.Addr().String() + "/poll")
+			resp, err := c.Get("http://" + srv.Addr + "/poll")
 			if err != nil {
 				results[i] = res{err: err}
 				return

@@ -2,54 +2,67 @@ package core
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 )
 
-// Run waits for one of the configured signals (SIGTERM and SIGINT unless
-// [WithSignals] says otherwise), for ctx to end, or for a shutdown started
-// elsewhere (such as [Lifecycle.PreStopHandler]), then runs the shutdown
-// sequence of [Lifecycle.Shutdown] and returns its result. The signal's
-// name, such as "SIGTERM", is the shutdown's trigger.
+// Run serves the service until it has shut down, and returns the result
+// of the shutdown (see [Lifecycle.Shutdown]):
 //
-// Once a signal or a preStop call has started the sequence, the end of
-// ctx changes nothing: only a second signal forces it. To bound the whole
-// sequence, call [Lifecycle.Shutdown] with a context.
+//  1. it catches the configured signals (SIGTERM and SIGINT unless
+//     [WithSignals] says otherwise) and calls Serve of every server added
+//     so far, each on a goroutine of its own;
+//  2. it marks the service ready: from then on the lifecycle is in
+//     [Serving], until the shutdown starts;
+//  3. the first signal, the end of ctx, a [Lifecycle.Shutdown] or
+//     preStop call, or a server that fails starts the shutdown
+//     sequence; the signal's name, such as "SIGTERM", is its trigger;
+//  4. a second signal forces it ([Lifecycle.Force] with
+//     [ErrSecondSignal]).
 //
-// A second signal during the sequence skips whatever is left of the hold
-// and the drain and forces the shutdown: Run then returns a
-// [*ForcedError] whose cause is [ErrSecondSignal].
+// Once the sequence has started, the end of ctx changes nothing. A
+// service that owns its signals passes WithSignals() with none and ends
+// ctx (signal.NotifyContext does both halves).
 //
-// Signals are caught from the moment Run starts, when [Lifecycle.Running]
-// closes; one that arrives earlier gets the default action and kills the
-// process. So mark the service ready only after that, never before Run:
-//
-//	go func() {
-//		<-lc.Running()
-//		lc.MarkReady()
-//	}()
-//	err := lc.Run(ctx)
-//
-// A signal before MarkReady (during a slow startup, say) shuts down
-// without a hold: no load balancer routes to a service that was never
-// ready. A service that owns its signals calls [Lifecycle.Shutdown]
-// itself instead.
+// Run returns nil when everything drained; the [*ForcedError] of a
+// forced drain; or, when a server failed, that failure, joined with the
+// ForcedError if there is one. It returns once the sequence has finished
+// and every Serve has returned (a Serve that ignores its Close is waited
+// for a second at most). Run may be called once; a second call returns an
+// error at once.
 func (l *Lifecycle) Run(ctx context.Context) error {
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, l.cfg.signals...)
-	defer signal.Stop(sigs)
-	l.runningOnce.Do(func() { close(l.running) })
+	if len(l.cfg.signals) > 0 {
+		signal.Notify(sigs, l.cfg.signals...)
+		defer signal.Stop(sigs)
+	}
+	l.mu.Lock()
+	if l.running {
+		l.mu.Unlock()
+		return errors.New("lameduck: Run called twice")
+	}
+	l.running = true
+	if !l.started {
+		for _, s := range l.servers {
+			l.serve(s)
+		}
+	}
+	l.mu.Unlock()
 	attrs := []any{"signals", signalNames(l.cfg.signals), "hold", l.cfg.hold, "drain_timeout", l.cfg.drainTimeout}
-	if l.cfg.graceSet {
+	if l.cfg.grace > 0 {
 		attrs = append(attrs, "grace", l.cfg.grace)
 	}
 	l.log.Info("lameduck: waiting for signals", attrs...)
+	l.markReady()
 
 	ctxDone := ctx.Done()
 	first := true
+	stopped := l.reached[Stopped]
 	for {
 		select {
 		case s := <-sigs:
@@ -61,24 +74,29 @@ func (l *Lifecycle) Run(ctx context.Context) error {
 				continue
 			}
 			l.log.Warn("lameduck: second signal, forcing shutdown", "signal", signalName(s))
-			l.forceCancel(fmt.Errorf("%w %s", ErrSecondSignal, signalName(s)))
+			l.Force(fmt.Errorf("%w %s", ErrSecondSignal, signalName(s)))
 		case <-ctxDone:
 			ctxDone = nil
 			l.start("context")
-		case <-l.stopped:
+		case <-stopped:
+			l.waitServing()
 			return l.result()
 		}
 	}
 }
 
-// Running returns a channel that is closed once [Lifecycle.Run] catches
-// the configured signals. Mark the service ready after it (see Run).
-func (l *Lifecycle) Running() <-chan struct{} { return l.running }
-
-func (l *Lifecycle) result() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.err
+// waitServing waits for the Serve calls to return, for [closeWait] at
+// most after the sequence has finished.
+func (l *Lifecycle) waitServing() {
+	done := make(chan struct{})
+	go func() { l.serving.Wait(); close(done) }()
+	t := time.NewTimer(closeWait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		l.log.Error("lameduck: a server's Serve did not return after its shutdown; not waiting for it", "waited", closeWait)
+	}
 }
 
 func signalNames(sigs []os.Signal) string {

@@ -24,7 +24,7 @@ func runLifecycle(t *testing.T, ctx context.Context, l *core.Lifecycle) <-chan e
 	t.Helper()
 	res := make(chan error, 1)
 	go func() { res <- l.Run(ctx) }()
-	recv(t, l.Running(), "Run catching signals")
+	recv(t, l.Reached(core.Serving), "Run catching signals and marking the service ready")
 	return res
 }
 
@@ -69,7 +69,6 @@ func tracedLifecycle(t *testing.T, opts ...core.Option) (*core.Lifecycle, *trace
 
 func TestRunSignalStartsShutdown(t *testing.T) {
 	l, sr := tracedLifecycle(t, core.WithHold(0), core.WithDrainTimeout(time.Hour))
-	l.MarkReady()
 	res := runLifecycle(t, t.Context(), l)
 	kill(t, syscall.SIGUSR1)
 	if err := recv(t, res, "Run"); err != nil {
@@ -82,14 +81,13 @@ func TestRunSignalStartsShutdown(t *testing.T) {
 
 func TestRunSecondSignalForces(t *testing.T) {
 	l, _ := tracedLifecycle(t, core.WithHold(time.Hour), core.WithDrainTimeout(time.Hour))
-	l.MarkReady()
 	if !l.Begin() {
 		t.Fatal("Begin: got false")
 	}
 	defer l.End()
 	res := runLifecycle(t, t.Context(), l)
 	kill(t, syscall.SIGUSR1)
-	recv(t, l.Holding(), "Holding()")
+	recv(t, l.Reached(core.Holding), "Holding()")
 	kill(t, syscall.SIGUSR2) // any configured signal counts as the second
 	err := recv(t, res, "Run after a second signal")
 	var fe *core.ForcedError
@@ -103,10 +101,9 @@ func TestRunSecondSignalForces(t *testing.T) {
 
 func TestRunSecondSignalForcesWithNothingInFlight(t *testing.T) {
 	l, _ := tracedLifecycle(t, core.WithHold(time.Hour), core.WithDrainTimeout(time.Hour))
-	l.MarkReady()
 	res := runLifecycle(t, t.Context(), l)
 	kill(t, syscall.SIGUSR1)
-	recv(t, l.Holding(), "Holding()")
+	recv(t, l.Reached(core.Holding), "Holding()")
 	kill(t, syscall.SIGUSR1)
 	err := recv(t, res, "Run after a second signal")
 	var fe *core.ForcedError
@@ -117,7 +114,6 @@ func TestRunSecondSignalForcesWithNothingInFlight(t *testing.T) {
 
 func TestRunContextStartsShutdown(t *testing.T) {
 	l, sr := tracedLifecycle(t, core.WithHold(0), core.WithDrainTimeout(time.Hour))
-	l.MarkReady()
 	ctx, cancel := context.WithCancel(t.Context())
 	res := runLifecycle(t, ctx, l)
 	cancel()
@@ -132,7 +128,6 @@ func TestRunContextStartsShutdown(t *testing.T) {
 func TestRunAfterPreStop(t *testing.T) {
 	const hold = 300 * time.Millisecond
 	l, sr := tracedLifecycle(t, core.WithHold(hold), core.WithDrainTimeout(time.Hour))
-	l.MarkReady()
 	if !l.Begin() {
 		t.Fatal("Begin: got false")
 	}

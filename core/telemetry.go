@@ -12,31 +12,22 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// ScopeName is the instrumentation scope of the spans and metrics.
-const ScopeName = "github.com/lameduck/lameduck/core"
+// scopeName is the instrumentation scope of the spans and metrics.
+const scopeName = "github.com/lameduck/lameduck/core"
 
-// Span names and attribute keys recorded during a shutdown.
+// Span names and attribute keys recorded during a shutdown; the package
+// doc lists them.
 const (
-	SpanShutdown = "lameduck.shutdown"
-	SpanHold     = "lameduck.hold"
-	SpanDrain    = "lameduck.drain"
+	spanShutdown = "lameduck.shutdown"
+	spanHold     = "lameduck.hold"
+	spanDrain    = "lameduck.drain"
 
-	// AttrTrigger says what started the shutdown: SIGTERM, SIGINT,
-	// prestop, api or context.
-	AttrTrigger = attribute.Key("lameduck.trigger")
-	// AttrHold is the configured hold, in seconds.
-	AttrHold = attribute.Key("lameduck.hold.duration")
-	// AttrDrainTimeout is the configured drain timeout, in seconds.
-	AttrDrainTimeout = attribute.Key("lameduck.drain.timeout")
-	// AttrInFlight is the number of tracked requests when the drain
-	// started.
-	AttrInFlight = attribute.Key("lameduck.drain.in_flight")
-	// AttrAbandoned is the number of requests abandoned when the drain
-	// was forced.
-	AttrAbandoned = attribute.Key("lameduck.drain.abandoned")
-	// AttrPhase names the phase a duration measurement belongs to:
-	// hold or drain.
-	AttrPhase = attribute.Key("lameduck.phase")
+	attrTrigger      = attribute.Key("lameduck.trigger")
+	attrHold         = attribute.Key("lameduck.hold.duration")
+	attrDrainTimeout = attribute.Key("lameduck.drain.timeout")
+	attrInFlight     = attribute.Key("lameduck.drain.in_flight")
+	attrAbandoned    = attribute.Key("lameduck.drain.abandoned")
+	attrPhase        = attribute.Key("lameduck.phase")
 )
 
 // telemetry holds the tracer and instruments of one Lifecycle.
@@ -56,8 +47,8 @@ func (t *telemetry) init(l *Lifecycle) error {
 	if mp == nil {
 		mp = otel.GetMeterProvider()
 	}
-	t.tracer = tp.Tracer(ScopeName)
-	if err := t.initMetrics(l, mp.Meter(ScopeName)); err != nil {
+	t.tracer = tp.Tracer(scopeName)
+	if err := t.initMetrics(l, mp.Meter(scopeName)); err != nil {
 		return fmt.Errorf("lameduck: metrics: %w", err)
 	}
 	return nil
@@ -83,19 +74,19 @@ func (t *telemetry) initMetrics(l *Lifecycle, m metric.Meter) error {
 		metric.WithUnit("{request}"),
 		metric.WithDescription("Requests being served, as tracked by the lifecycle."),
 		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
-			o.Observe(l.InFlight())
+			o.Observe(l.inFlight())
 			return nil
 		}))
 	return err
 }
 
 func (t *telemetry) startShutdown(trigger string, hold, drain time.Duration) context.Context {
-	ctx, span := t.tracer.Start(context.Background(), SpanShutdown,
+	ctx, span := t.tracer.Start(context.Background(), spanShutdown,
 		trace.WithNewRoot(),
 		trace.WithAttributes(
-			AttrTrigger.String(trigger),
-			AttrHold.Float64(hold.Seconds()),
-			AttrDrainTimeout.Float64(drain.Seconds()),
+			attrTrigger.String(trigger),
+			attrHold.Float64(hold.Seconds()),
+			attrDrainTimeout.Float64(drain.Seconds()),
 		))
 	t.root = span
 	return ctx
@@ -108,18 +99,18 @@ func (t *telemetry) startPhase(ctx context.Context, name string, attrs ...attrib
 
 func (t *telemetry) endPhase(ctx context.Context, span trace.Span, phase string, d time.Duration, err *ForcedError) {
 	if err != nil {
-		span.SetAttributes(AttrAbandoned.Int64(err.Abandoned))
+		span.SetAttributes(attrAbandoned.Int64(err.Abandoned))
 		span.SetStatus(codes.Error, err.Error())
 	} else if phase == "drain" {
-		span.SetAttributes(AttrAbandoned.Int64(0))
+		span.SetAttributes(attrAbandoned.Int64(0))
 	}
 	span.End()
-	t.duration.Record(ctx, d.Seconds(), metric.WithAttributes(AttrPhase.String(phase)))
+	t.duration.Record(ctx, d.Seconds(), metric.WithAttributes(attrPhase.String(phase)))
 }
 
 func (t *telemetry) endShutdown(ctx context.Context, err *ForcedError) {
 	if err != nil {
-		t.root.SetAttributes(AttrAbandoned.Int64(err.Abandoned))
+		t.root.SetAttributes(attrAbandoned.Int64(err.Abandoned))
 		t.root.SetStatus(codes.Error, err.Error())
 		t.abandons.Add(ctx, err.Abandoned)
 	} else {

@@ -80,7 +80,7 @@ func TestTelemetryDrained(t *testing.T) {
 		}
 	}
 	res := shutdownAsync(t.Context(), l)
-	recv(t, l.Draining(), "Draining()")
+	recv(t, l.Reached(core.Draining), "Draining()")
 	l.End()
 	l.End()
 	if err := recv(t, res, "Shutdown"); err != nil {
