@@ -13,7 +13,7 @@ import (
 
 func TestPhasesInOrder(t *testing.T) {
 	l := newLifecycle(t, core.WithHold(time.Hour), core.WithDrainTimeout(time.Hour))
-	if (l.Phase() == core.Serving) {
+	if l.Phase() == core.Serving {
 		t.Fatal("Ready() before MarkReady: got true, want false")
 	}
 	l.MarkReady()
@@ -36,7 +36,7 @@ func TestPhasesInOrder(t *testing.T) {
 	if got := l.Phase(); got != core.Holding {
 		t.Errorf("Phase() after Holding closed: got %v, want holding", got)
 	}
-	if (l.Phase() == core.Serving) {
+	if l.Phase() == core.Serving {
 		t.Error("Ready() while holding: got true, want false")
 	}
 	if isClosed(l.Reached(core.Draining)) || isClosed(l.Reached(core.Stopped)) {

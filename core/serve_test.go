@@ -161,7 +161,6 @@ func TestDrainIgnoringCtxCannotHang(t *testing.T) {
 	}
 }
 
-
 // TestForcedDrainNeverReportedDrained checks that a Drain that returned
 // because the drain timeout ended counts as forced, though nothing is
 // tracked in flight: whichever the order in which the drain sees the
