@@ -1,6 +1,7 @@
 package core
 
 import (
+	"net"
 	"net/http"
 	"time"
 )
@@ -38,3 +39,14 @@ const (
 	AttrAbandoned    = attrAbandoned
 	AttrPhase        = attrPhase
 )
+
+// CanFreezeAccepts reports whether this kernel lets freezeAccepts attach
+// its socket filter.
+func CanFreezeAccepts() bool {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return false
+	}
+	defer ln.Close()
+	return freezeAccepts(ln.(*net.TCPListener))
+}

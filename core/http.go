@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -64,6 +66,7 @@ type handler struct {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	markHandled(r)
 	switch h.l.admit(w, r) {
 	case refused:
 		return
@@ -183,20 +186,22 @@ func (l *Lifecycle) ListenHTTP(srv *http.Server, probes http.Handler) error {
 	if err != nil {
 		return fmt.Errorf("lameduck: %w", err)
 	}
-	ln = l.sendq.listener(ln)
+	acc := newAcceptor(ln, l.sendq.listener(ln))
 	next := srv.Handler
 	if next == nil {
 		next = http.DefaultServeMux
 	}
 	b := &httpServer{
-		srv: srv, ln: ln, tls: tls, log: l.log,
-		next: srv.ConnState, conns: make(map[net.Conn]connInfo), wake: make(chan struct{}, 1),
+		srv: srv, ln: acc, tls: tls, log: l.log,
+		next: srv.ConnState, conns: make(map[net.Conn]*connInfo), wake: make(chan struct{}, 1),
 	}
 	srv.Handler = &handler{l: l, next: next, probes: probes}
+	b.nextCtx = srv.ConnContext
+	srv.ConnContext = b.connContext
 	srv.ConnState = b.connState
 	b.own = reflect.ValueOf(srv.ConnState).Pointer()
 	if err := l.Add(b); err != nil {
-		srv.Handler, srv.ConnState = next, b.next
+		srv.Handler, srv.ConnState, srv.ConnContext = next, b.next, b.nextCtx
 		ln.Close()
 		return err
 	}
@@ -208,28 +213,71 @@ func (l *Lifecycle) ListenHTTP(srv *http.Server, probes http.Handler) error {
 type connInfo struct {
 	state http.ConnState
 	since time.Time // of the accept for StateNew, else of the last change
+	// heads counts the request heads read (StateActive events), handled
+	// the requests that reached the handler. net/http reports a head as
+	// StateActive before it checks for Shutdown, and drops it if Shutdown
+	// came first: an HTTP/1 connection with heads > handled is not to be
+	// handed to Shutdown yet.
+	heads   int32
+	handled atomic.Int32
+}
+
+// connKey is the context key of a connection's *connInfo.
+type connKey struct{}
+
+// markHandled records that a request of its connection reached the
+// handler.
+func markHandled(r *http.Request) {
+	if ci, ok := r.Context().Value(connKey{}).(*connInfo); ok {
+		ci.handled.Add(1)
+	}
 }
 
 // httpServer is the [Server] for an *http.Server.
 type httpServer struct {
-	srv  *http.Server
-	ln   net.Listener
-	tls  bool
-	log  *slog.Logger
-	own  uintptr // of srv.ConnState as set by ListenHTTP
-	next func(net.Conn, http.ConnState)
-	wake chan struct{} // pinged on every connection change while draining
+	srv     *http.Server
+	ln      *acceptor
+	tls     bool
+	log     *slog.Logger
+	own     uintptr // of srv.ConnState as set by ListenHTTP
+	next    func(net.Conn, http.ConnState)
+	nextCtx func(context.Context, net.Conn) context.Context
+	wake    chan struct{} // pinged on every connection change while draining
 
 	mu       sync.Mutex
-	conns    map[net.Conn]connInfo
+	conns    map[net.Conn]*connInfo
 	draining bool
+}
+
+// connContext registers c as it is accepted, before its StateNew event,
+// and gives its requests the connection's *connInfo.
+func (b *httpServer) connContext(ctx context.Context, c net.Conn) context.Context {
+	if b.nextCtx != nil {
+		ctx = b.nextCtx(ctx, c)
+	}
+	ci := &connInfo{state: http.StateNew, since: time.Now()}
+	b.mu.Lock()
+	b.conns[c] = ci
+	b.mu.Unlock()
+	return context.WithValue(ctx, connKey{}, ci)
 }
 
 func (b *httpServer) connState(c net.Conn, s http.ConnState) {
 	b.mu.Lock()
 	switch s {
 	case http.StateNew, http.StateActive, http.StateIdle:
-		b.conns[c] = connInfo{state: s, since: time.Now()}
+		ci := b.conns[c]
+		if ci == nil { // ConnContext was replaced
+			ci = &connInfo{}
+			b.conns[c] = ci
+		}
+		if s == http.StateActive {
+			ci.heads++
+		}
+		if s != http.StateNew || ci.since.IsZero() {
+			ci.since = time.Now()
+		}
+		ci.state = s
 	default: // hijacked, closed
 		delete(b.conns, c)
 	}
@@ -274,7 +322,7 @@ func (b *httpServer) Drain(ctx context.Context) error {
 		// Shutdown does, by polling, which sees them.
 		b.log.Warn("lameduck: srv.ConnState was replaced after ListenHTTP; draining with http.Server.Shutdown's poll")
 		err := b.srv.Shutdown(ctx)
-		b.ln.Close()
+		b.ln.Close() // in case Serve was never called
 		return err
 	}
 	b.mu.Lock()
@@ -295,30 +343,33 @@ func (b *httpServer) Drain(ctx context.Context) error {
 
 	// net/http drops, unanswered, a request whose head it reads after
 	// Shutdown. So first stop keep-alives (idle connections close now,
-	// busy ones after their response) and let connections accepted just
-	// before the drain send their first request, which the middleware
-	// then refuses with a 503: an answer, not an EOF. This waits only
-	// while such a connection exists, and NewConnGrace at the most.
+	// busy ones after their response) and stop accepting: the listener
+	// accepts what the kernel has already queued, then closes, so that a
+	// client that has connected is not reset. Then let every connection
+	// accepted so far send its first request, which is served; one that
+	// sends nothing within NewConnGrace of its accept is closed. Only
+	// once no connection can still send a request head is the server
+	// handed to Shutdown.
 	b.srv.SetKeepAlivesEnabled(false)
-	deadline := time.Now().Add(NewConnGrace)
+	if err := b.ln.stop(ctx); err != nil {
+		return err
+	}
 	for {
-		now := time.Now()
-		left := b.newConnWait(now)
-		if left <= 0 || !now.Before(deadline) {
+		left := b.closeSilent(time.Now())
+		if left <= 0 {
 			break
 		}
-		if err := wait(min(left, deadline.Sub(now))); err != nil {
+		if err := wait(left); err != nil {
 			return err
 		}
 	}
 
 	// Shutdown with a context that is already done runs one pass: it
-	// closes the listeners, starts the HTTP/2 GOAWAYs, closes idle
-	// connections and returns without polling.
+	// starts the HTTP/2 GOAWAYs, closes idle connections and returns
+	// without polling.
 	done, cancel := context.WithCancel(context.Background())
 	cancel()
 	_ = b.srv.Shutdown(done)
-	b.ln.Close() // in case Serve was never called
 
 	for {
 		busy, next := b.sweep(time.Now())
@@ -334,16 +385,34 @@ func (b *httpServer) Drain(ctx context.Context) error {
 	}
 }
 
-// newConnWait returns how long until the youngest connection still waiting
-// for its first request head is past its grace; zero if there is none.
-func (b *httpServer) newConnWait(now time.Time) time.Duration {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+// closeSilent closes the connections still waiting for their first
+// request head NewConnGrace after their accept, and returns how long
+// until the youngest of the others is past its grace; zero if there is
+// none left.
+func (b *httpServer) closeSilent(now time.Time) time.Duration {
+	var closing []net.Conn
 	var longest time.Duration
-	for _, ci := range b.conns {
-		if ci.state == http.StateNew {
-			longest = max(longest, ci.since.Add(NewConnGrace).Sub(now))
+	b.mu.Lock()
+	for c, ci := range b.conns {
+		switch {
+		case ci.state == http.StateNew:
+			if left := ci.since.Add(NewConnGrace).Sub(now); left > 0 {
+				longest = max(longest, left)
+			} else {
+				closing = append(closing, c)
+			}
+		case ci.state == http.StateActive && ci.heads > ci.handled.Load():
+			// A head read, its handler not called yet: wait for it (a
+			// bad request that net/http answers itself stops counting
+			// NewConnGrace after it was read).
+			if left := ci.since.Add(NewConnGrace).Sub(now); left > 0 {
+				longest = max(longest, min(left, time.Millisecond))
+			}
 		}
+	}
+	b.mu.Unlock()
+	for _, c := range closing {
+		c.Close() // its StateClosed event removes it
 	}
 	return longest
 }
@@ -383,4 +452,79 @@ func (b *httpServer) Close() error {
 	err := b.srv.Close()
 	b.ln.Close() // in case Serve was never called
 	return err
+}
+
+// acceptStopWait bounds how long [acceptor.stop] waits for the Serve loop
+// to notice; Serve may never have been called.
+const acceptStopWait = 100 * time.Millisecond
+
+// acceptor is the listener an HTTP server accepts from. Its stop makes the
+// Serve loop accept the connections the kernel has already queued, and
+// only then close the listening socket: closing it at once would reset
+// clients whose connection the kernel had already accepted.
+type acceptor struct {
+	net.Listener                  // what Accept reads: tcp, possibly wrapped
+	tcp          *net.TCPListener // nil if ln is not TCP
+
+	stopping  atomic.Bool
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+func newAcceptor(tcp, ln net.Listener) *acceptor {
+	a := &acceptor{Listener: ln, closed: make(chan struct{})}
+	a.tcp, _ = tcp.(*net.TCPListener)
+	return a
+}
+
+// Accept returns the next connection. Once stopping, it takes what is
+// queued without waiting more than a millisecond for it, then closes.
+func (a *acceptor) Accept() (net.Conn, error) {
+	for {
+		armed := a.stopping.Load() && a.tcp != nil
+		if armed {
+			_ = a.tcp.SetDeadline(time.Now().Add(time.Millisecond))
+		}
+		c, err := a.Listener.Accept()
+		if err == nil || !a.stopping.Load() {
+			return c, err
+		}
+		if !armed && errors.Is(err, os.ErrDeadlineExceeded) {
+			continue // woken by stop: now take what is queued
+		}
+		a.Close()
+		return nil, net.ErrClosed
+	}
+}
+
+// Close closes the listening socket once.
+func (a *acceptor) Close() error {
+	var err error
+	a.closeOnce.Do(func() {
+		err = a.Listener.Close()
+		close(a.closed)
+	})
+	return err
+}
+
+// stop stops accepting and returns once the listening socket is closed,
+// or ctx's error.
+func (a *acceptor) stop(ctx context.Context) error {
+	if a.tcp == nil {
+		return a.Close()
+	}
+	freezeAccepts(a.tcp)
+	a.stopping.Store(true)
+	_ = a.tcp.SetDeadline(time.Now()) // wake the Serve loop
+	t := time.NewTimer(acceptStopWait)
+	defer t.Stop()
+	select {
+	case <-a.closed:
+	case <-t.C:
+		a.Close() // not serving
+	case <-ctx.Done():
+		a.Close()
+		return ctx.Err()
+	}
+	return nil
 }

@@ -7,7 +7,7 @@ import "strconv"
 type Phase int32
 
 const (
-	// Starting is the phase before [Lifecycle.MarkReady]: alive, not ready.
+	// Starting is the phase before [Lifecycle.Run] serves: alive, not ready.
 	Starting Phase = iota
 	// Serving is the only phase in which the service reports ready.
 	Serving

@@ -25,9 +25,14 @@ import (
 //  4. a second signal forces it ([Lifecycle.Force] with
 //     [ErrSecondSignal]).
 //
-// Once the sequence has started, the end of ctx changes nothing. A
-// service that owns its signals passes WithSignals() with none and ends
-// ctx (signal.NotifyContext does both halves).
+// Once the sequence has started, the end of ctx changes nothing; a ctx
+// that has ended before Run shuts down without becoming ready, so without
+// a hold. A service that owns its signals passes WithSignals() with none
+// and ends ctx (signal.NotifyContext does both halves).
+//
+// The signals stay caught after Run returns, and further ones are
+// ignored, so that a late SIGTERM cannot kill the process while it
+// flushes its telemetry; [os/signal.Reset] restores their default.
 //
 // Run returns nil when everything drained; the [*ForcedError] of a
 // forced drain; or, when a server failed, that failure, joined with the
@@ -36,10 +41,13 @@ import (
 // for a second at most). Run may be called once; a second call returns an
 // error at once.
 func (l *Lifecycle) Run(ctx context.Context) error {
+	// The signals stay caught after Run returns: a late SIGTERM (the
+	// kubelet's, after a preStop trigger) then cannot kill the process
+	// while it flushes its telemetry. The channel's buffer takes two; the
+	// rest are dropped.
 	sigs := make(chan os.Signal, 2)
 	if len(l.cfg.signals) > 0 {
 		signal.Notify(sigs, l.cfg.signals...)
-		defer signal.Stop(sigs)
 	}
 	l.mu.Lock()
 	if l.running {
@@ -58,7 +66,14 @@ func (l *Lifecycle) Run(ctx context.Context) error {
 		attrs = append(attrs, "grace", l.cfg.grace)
 	}
 	l.log.Info("lameduck: waiting for signals", attrs...)
-	l.markReady()
+	if ctx.Err() != nil {
+		// Ended before Run (a signal.NotifyContext during a slow
+		// startup): never ready, so no load balancer routes here and
+		// there is no hold.
+		l.start("context")
+	} else {
+		l.markReady()
+	}
 
 	ctxDone := ctx.Done()
 	first := true

@@ -180,3 +180,22 @@ func TestForcedDrainNeverReportedDrained(t *testing.T) {
 		}
 	}
 }
+
+// TestRunWithEndedCtxSkipsTheHold checks that a Run whose ctx has already
+// ended (a signal.NotifyContext that fired during a slow startup) never
+// marks the service ready, so it does not hold.
+func TestRunWithEndedCtxSkipsTheHold(t *testing.T) {
+	l := newLifecycle(t, core.WithHold(time.Hour))
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	res := make(chan error, 1)
+	go func() { res <- l.Run(ctx) }()
+	if err := recv(t, res, "Run with an ended ctx"); err != nil {
+		t.Fatalf("Run: got %v, want nil", err)
+	}
+	select {
+	case <-l.Reached(core.Serving):
+	default:
+		t.Fatal("Reached(Serving) not closed once stopped")
+	}
+}
