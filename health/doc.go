@@ -4,18 +4,26 @@
 //
 // # Endpoints
 //
-// [Health.Install] registers, on any router with a
-// Handle(pattern, handler) method (see [Health.Routes] for the others):
+// A [Health] is an [net/http.Handler]: [Health.ServeHTTP] serves these
+// paths, and answers 404 to any other:
 //
-//   - /healthz and /livez (liveness): the built-in [PingCheck] and the
+//   - /healthz and /livez (liveness): the built-in "ping" check and the
 //     checks of [WithLivenessChecks]. They pass in every phase, during
 //     the hold and the drain too: only a restart should make them fail.
-//   - /readyz (readiness): the built-in [ShutdownCheck], which passes
-//     only in [core.Serving] (not before [core.Lifecycle.MarkReady], not
-//     from the hold on), and the checks of [WithReadinessChecks].
+//   - /readyz (readiness): the built-in "shutdown" check, which passes
+//     only in [core.Serving] (not before [core.Lifecycle.Run] has started
+//     the servers and caught the signals, not from the hold on), and the
+//     checks of [WithReadinessChecks].
 //   - /readyz/<name>, /healthz/<name>, /livez/<name>: that one check
 //     alone. /readyz/db ignores the lifecycle; /readyz/shutdown is the
 //     lifecycle alone.
+//
+// A service serves its Health through [core.Lifecycle.ListenHTTP], which
+// routes these paths here whatever the router does: they are answered
+// before the router sees the request (its catch-all or prefixes do not
+// matter), and they are never tracked nor refused, so liveness keeps
+// passing during the drain. The paths are matched exactly: no prefix,
+// no trailing slash.
 //
 // # Responses
 //
@@ -33,7 +41,7 @@
 //     and logged, as the apiserver does. Per-check paths ignore exclude.
 //   - The reason a check failed is logged (with slog, at warning level:
 //     the check's name and its error), never written in a response, which
-//     anyone who can reach the port may read. Failures of [ShutdownCheck]
+//     anyone who can reach the port may read. Failures of "shutdown"
 //     are logged at debug level only: the lifecycle logs its phases.
 //     Unlike the apiserver, unknown exclude names are not echoed in the
 //     response either.
@@ -77,9 +85,11 @@
 //		health.WithReadinessChecks(health.NamedCheck("db", db.PingContext)),
 //	)
 //	if err != nil { ... }
-//	mux := http.NewServeMux()
-//	h.Install(mux)        // /healthz, /livez, /readyz, /readyz/db, ...
-//	mux.Handle("/", app)  // wrapped in lc.Middleware
-//	// ... start serving, then:
-//	lc.MarkReady()        // /readyz passes from now until the shutdown
+//	srv := &http.Server{Addr: ":8080", Handler: app, ReadHeaderTimeout: 10 * time.Second}
+//	if err := lc.ListenHTTP(srv, h); err != nil { ... } // /healthz, /livez, /readyz, /readyz/db, ...
+//	if err := lc.Run(ctx); err != nil { ... }            // /readyz passes from Run until the shutdown
+//
+// The chi and gin adapters (chiadapter.Listen, ginadapter.Listen) do the
+// same for their routers, and grpcadapter serves the same checks as
+// grpc.health.v1.
 package health

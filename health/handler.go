@@ -6,71 +6,40 @@ import (
 	"strings"
 )
 
-// Route is one path served by a [Health] and its handler. Pattern is a
-// plain path, with no method and no wildcard, valid for
-// [http.ServeMux], chi and gin alike.
-type Route struct {
-	Pattern string
-	Handler http.Handler
-}
-
-// Mux is what [Health.Install] registers on: [*http.ServeMux] and
-// chi.Router satisfy it.
-type Mux interface {
-	Handle(pattern string, handler http.Handler)
-}
-
-// LivenessHandler returns the handler of /healthz and /livez: all the
-// liveness checks, which pass in every phase of the lifecycle. The last
-// line of its verbose output says "livez" when the request path ends in
-// "/livez", otherwise "healthz"; nothing else depends on the path.
-func (h *Health) LivenessHandler() http.Handler { return h.liveH }
-
-// ReadinessHandler returns the handler of /readyz: the [ShutdownCheck]
-// and all the readiness checks. The paths of single checks are in
-// [Health.Routes].
-func (h *Health) ReadinessHandler() http.Handler { return h.readyH }
-
-// Routes lists every path served and its handler, for routers that
-// [Health.Install] cannot take (gin):
+// ServeHTTP serves the probe paths:
 //
-//   - "/healthz" and "/livez": liveness;
-//   - "/readyz": readiness;
-//   - "/readyz/shutdown" and "/readyz/<name>" for each readiness check;
-//   - "/healthz/ping", "/livez/ping", "/healthz/<name>" and
-//     "/livez/<name>" for each liveness check.
+//   - /healthz and /livez: every liveness check, which pass in every phase
+//     of the lifecycle;
+//   - /readyz: the built-in "shutdown" check and every readiness check;
+//   - /readyz/shutdown and /readyz/<name> for each readiness check, and
+//     /healthz/ping, /livez/ping, /healthz/<name> and /livez/<name> for
+//     each liveness check: that check alone.
 //
-// Each handler is bound to its checks: it never reads the check name from
-// the request path, so it works wherever a router mounts it. Routes
-// returns a new slice on each call.
-func (h *Health) Routes() []Route { return append([]Route(nil), h.routes...) }
-
-// Install registers every route of [Health.Routes] on m.
-func (h *Health) Install(m Mux) {
-	if m == nil {
-		panic("health: Install with a nil Mux")
+// Any other path is 404, and a method other than GET and HEAD is 405.
+// Serve it through [core.Lifecycle.ListenHTTP], which routes these paths
+// here whatever the service's router does, and never tracks nor refuses
+// them.
+func (h *Health) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p, ok := h.routes[r.URL.Path]
+	if !ok {
+		http.NotFound(w, r)
+		return
 	}
-	for _, r := range h.routes {
-		m.Handle(r.Pattern, r.Handler)
-	}
+	p.ServeHTTP(w, r)
 }
 
 func (h *Health) buildRoutes() {
-	h.readyH = &probeHandler{h: h, kind: "readiness", word: "readyz", checks: h.readiness}
-	h.liveH = &probeHandler{h: h, kind: "liveness", checks: h.liveness}
-	h.routes = []Route{
-		{"/healthz", &probeHandler{h: h, kind: "liveness", word: "healthz", checks: h.liveness}},
-		{"/livez", &probeHandler{h: h, kind: "liveness", word: "livez", checks: h.liveness}},
-		{"/readyz", h.readyH},
+	h.routes = map[string]*probeHandler{
+		"/healthz": {h: h, kind: "liveness", word: "healthz", checks: h.liveness},
+		"/livez":   {h: h, kind: "liveness", word: "livez", checks: h.liveness},
+		"/readyz":  {h: h, kind: "readiness", word: "readyz", checks: h.readiness},
 	}
 	for _, c := range h.readiness {
-		h.routes = append(h.routes, Route{"/readyz/" + c.name,
-			&probeHandler{h: h, kind: "readiness", word: "readyz", checks: []*check{c}, single: true}})
+		h.routes["/readyz/"+c.name] = &probeHandler{h: h, kind: "readiness", word: "readyz", checks: []*check{c}, single: true}
 	}
 	for _, word := range []string{"healthz", "livez"} {
 		for _, c := range h.liveness {
-			h.routes = append(h.routes, Route{"/" + word + "/" + c.name,
-				&probeHandler{h: h, kind: "liveness", word: word, checks: []*check{c}, single: true}})
+			h.routes["/"+word+"/"+c.name] = &probeHandler{h: h, kind: "liveness", word: word, checks: []*check{c}, single: true}
 		}
 	}
 }
@@ -80,7 +49,7 @@ func (h *Health) buildRoutes() {
 type probeHandler struct {
 	h      *Health
 	kind   string // "readiness" or "liveness", for the log
-	word   string // "readyz", "healthz", "livez"; "" picks healthz or livez by path
+	word   string // "readyz", "healthz" or "livez": the verbose listing's last line
 	checks []*check
 	single bool // a per-check path: exclude does not apply
 }
@@ -131,23 +100,13 @@ func (p *probeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			b.WriteString("[+]" + o.Name + " ok\n")
 		}
 	}
-	b.WriteString(p.wordFor(r))
+	b.WriteString(p.word)
 	if failed {
 		b.WriteString(" check failed\n")
 	} else {
 		b.WriteString(" check passed\n")
 	}
 	write(w, r, status, b.String())
-}
-
-func (p *probeHandler) wordFor(r *http.Request) string {
-	if p.word != "" {
-		return p.word
-	}
-	if strings.HasSuffix(r.URL.Path, "/livez") {
-		return "livez"
-	}
-	return "healthz"
 }
 
 // write sends status and body; a HEAD request gets the headers only.

@@ -1,15 +1,18 @@
 package health_test
 
 import (
+	"context"
 	"errors"
 	"net/http"
-	"slices"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/lameduck/lameduck/core"
 	"github.com/lameduck/lameduck/health"
+	"github.com/lameduck/lameduck/internal/testutil"
 )
 
 // secret is the error text of a failing check: it must reach the log and
@@ -18,8 +21,8 @@ const secret = "password=hunter2 at db.internal:5432"
 
 // newTestHealth returns a Health with readiness checks "db" (failing
 // with secret when dbFails) and "cache", and the liveness check
-// "deadlock", installed on a ServeMux.
-func newTestHealth(t testing.TB, lc *core.Lifecycle, dbFails bool) (*health.Health, *http.ServeMux, *logBuffer) {
+// "deadlock".
+func newTestHealth(t testing.TB, lc *core.Lifecycle, dbFails bool) (*health.Health, *logBuffer) {
 	t.Helper()
 	var dbErr error
 	if dbFails {
@@ -34,9 +37,7 @@ func newTestHealth(t testing.TB, lc *core.Lifecycle, dbFails bool) (*health.Heal
 	if err != nil {
 		t.Fatal(err)
 	}
-	mux := http.NewServeMux()
-	h.Install(mux)
-	return h, mux, logs
+	return h, logs
 }
 
 func TestHandlers(t *testing.T) {
@@ -106,8 +107,8 @@ func TestHandlers(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, mux, logs := newTestHealth(t, newLifecycle(t, tt.phase), tt.dbFails)
-			rec := serve(t, mux, http.MethodGet, tt.target)
+			h, logs := newTestHealth(t, newLifecycle(t, tt.phase), tt.dbFails)
+			rec := serve(t, h, http.MethodGet, tt.target)
 			if rec.Code != tt.wantCode || rec.Body.String() != tt.wantBody {
 				t.Errorf("GET %s: got %d %q, want %d %q", tt.target, rec.Code, rec.Body, tt.wantCode, tt.wantBody)
 			}
@@ -127,8 +128,8 @@ func TestHandlers(t *testing.T) {
 }
 
 func TestFailureReasonIsLogged(t *testing.T) {
-	_, mux, logs := newTestHealth(t, newLifecycle(t, core.Serving), true)
-	serve(t, mux, http.MethodGet, "/readyz")
+	h, logs := newTestHealth(t, newLifecycle(t, core.Serving), true)
+	serve(t, h, http.MethodGet, "/readyz")
 	got := logs.String()
 	for _, want := range []string{"level=WARN", "health: check failed", "check=db", "kind=readiness", secret} {
 		if !strings.Contains(got, want) {
@@ -138,7 +139,7 @@ func TestFailureReasonIsLogged(t *testing.T) {
 }
 
 func TestMethods(t *testing.T) {
-	_, mux, _ := newTestHealth(t, newLifecycle(t, core.Starting), false)
+	h, _ := newTestHealth(t, newLifecycle(t, core.Starting), false)
 	tests := []struct {
 		method, target string
 		wantCode       int
@@ -155,7 +156,7 @@ func TestMethods(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.target, func(t *testing.T) {
-			rec := serve(t, mux, tt.method, tt.target)
+			rec := serve(t, h, tt.method, tt.target)
 			if rec.Code != tt.wantCode {
 				t.Errorf("status: got %d, want %d", rec.Code, tt.wantCode)
 			}
@@ -173,8 +174,8 @@ func TestMethods(t *testing.T) {
 }
 
 func TestResponseHeaders(t *testing.T) {
-	_, mux, _ := newTestHealth(t, newLifecycle(t, core.Serving), false)
-	rec := serve(t, mux, http.MethodGet, "/readyz")
+	h, _ := newTestHealth(t, newLifecycle(t, core.Serving), false)
+	rec := serve(t, h, http.MethodGet, "/readyz")
 	for k, want := range map[string]string{
 		"Content-Type":           "text/plain; charset=utf-8",
 		"X-Content-Type-Options": "nosniff",
@@ -187,85 +188,113 @@ func TestResponseHeaders(t *testing.T) {
 	}
 }
 
-func TestRoutes(t *testing.T) {
-	h, _, _ := newTestHealth(t, newLifecycle(t, core.Serving), false)
-	var got []string
-	for _, r := range h.Routes() {
-		got = append(got, r.Pattern)
-	}
-	want := []string{
-		"/healthz", "/livez", "/readyz",
-		"/readyz/shutdown", "/readyz/db", "/readyz/cache",
-		"/healthz/ping", "/healthz/deadlock", "/livez/ping", "/livez/deadlock",
-	}
-	if !slices.Equal(got, want) {
-		t.Fatalf("Routes: got %v, want %v", got, want)
-	}
-	rs := h.Routes()
-	rs[0].Pattern = "/changed"
-	if h.Routes()[0].Pattern != "/healthz" {
-		t.Error("Routes: changing the returned slice changed the Health's routes")
-	}
+// servedPaths are every path a Health with the checks of newTestHealth
+// serves (what the removed Routes listed).
+var servedPaths = []string{
+	"/healthz", "/livez", "/readyz",
+	"/readyz/shutdown", "/readyz/db", "/readyz/cache",
+	"/healthz/ping", "/healthz/deadlock", "/livez/ping", "/livez/deadlock",
 }
 
-// recordingMux is a Mux that records what is registered.
-type recordingMux struct{ patterns []string }
-
-func (m *recordingMux) Handle(pattern string, _ http.Handler) {
-	m.patterns = append(m.patterns, pattern)
-}
-
-func TestInstall(t *testing.T) {
-	h, _, _ := newTestHealth(t, newLifecycle(t, core.Serving), false)
-	var m recordingMux
-	h.Install(&m)
-	var want []string
-	for _, r := range h.Routes() {
-		want = append(want, r.Pattern)
-	}
-	if !slices.Equal(m.patterns, want) {
-		t.Errorf("Install registered %v, want %v", m.patterns, want)
-	}
-}
-
-// TestHandlersAnywhere mounts the handlers at other paths, as a router
-// with a prefix would: they must not depend on the request path.
-func TestHandlersAnywhere(t *testing.T) {
-	h, _, _ := newTestHealth(t, newLifecycle(t, core.Serving), true)
-	byPattern := map[string]http.Handler{}
-	for _, r := range h.Routes() {
-		byPattern[r.Pattern] = r.Handler
-	}
-	tests := []struct {
-		name     string
-		handler  http.Handler
-		target   string
-		wantCode int
-		wantBody string
-	}{
-		{"per-check db elsewhere", byPattern["/readyz/db"], "/internal/probe/x?verbose", 503, "[-]db failed: reason withheld\nreadyz check failed\n"},
-		{"per-check cache under another name", byPattern["/readyz/cache"], "/readyz/db?verbose", 200, "[+]cache ok\nreadyz check passed\n"},
-		{"readiness at root", h.ReadinessHandler(), "/?verbose&exclude=db", 200, "[+]shutdown ok\n[+]db excluded: ok\n[+]cache ok\nreadyz check passed\n"},
-		{"liveness under a prefix livez", h.LivenessHandler(), "/ops/livez?verbose", 200, "[+]ping ok\n[+]deadlock ok\nlivez check passed\n"},
-		{"liveness under a prefix healthz", h.LivenessHandler(), "/ops/healthz?verbose", 200, "[+]ping ok\n[+]deadlock ok\nhealthz check passed\n"},
-		{"liveness elsewhere", h.LivenessHandler(), "/alive?verbose", 200, "[+]ping ok\n[+]deadlock ok\nhealthz check passed\n"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			rec := serve(t, tt.handler, http.MethodGet, tt.target)
-			if rec.Code != tt.wantCode || rec.Body.String() != tt.wantBody {
-				t.Errorf("GET %s: got %d %q, want %d %q", tt.target, rec.Code, rec.Body, tt.wantCode, tt.wantBody)
+// TestServesEveryPath: each path gets its own checks, and the last line
+// of its verbose listing names its probe.
+func TestServesEveryPath(t *testing.T) {
+	h, _ := newTestHealth(t, newLifecycle(t, core.Serving), false)
+	for _, path := range servedPaths {
+		for _, method := range []string{http.MethodGet, http.MethodHead} {
+			if rec := serve(t, h, method, path); rec.Code != http.StatusOK {
+				t.Errorf("%s %s: got status %d, want 200", method, path, rec.Code)
 			}
-		})
+		}
+		rec := serve(t, h, http.MethodGet, path+"?verbose")
+		word := strings.SplitN(path[1:], "/", 2)[0]
+		if !strings.HasSuffix(rec.Body.String(), "\n"+word+" check passed\n") {
+			t.Errorf("GET %s?verbose: got %q, want a listing ending in %q", path, rec.Body, word+" check passed")
+		}
+		if single := strings.Count(path, "/") == 2; single {
+			name := path[strings.LastIndexByte(path, '/')+1:]
+			if want := "[+]" + name + " ok\n" + word + " check passed\n"; rec.Body.String() != want {
+				t.Errorf("GET %s?verbose: got %q, want %q", path, rec.Body, want)
+			}
+		}
 	}
 }
 
-func TestInstallNilMuxPanics(t *testing.T) {
-	h, _, _ := newTestHealth(t, newLifecycle(t, core.Serving), false)
-	defer func() {
-		if v := recover(); v == nil || !strings.HasPrefix(v.(string), "health: ") {
-			t.Errorf("Install(nil): got panic %v, want one prefixed \"health: \"", v)
+// TestUnknownPaths: ServeHTTP matches the path exactly; anything else is
+// 404 whatever the method (it is not a probe path, so no 405), and no
+// check runs.
+func TestUnknownPaths(t *testing.T) {
+	var calls atomic.Int32
+	h, err := health.New(newLifecycle(t, core.Serving), health.WithLogger(discard), health.WithTimeout(time.Minute),
+		health.WithReadinessChecks(health.NamedCheck("db", func(context.Context) error { calls.Add(1); return nil })),
+		health.WithLivenessChecks(health.NamedCheck("deadlock", returns(nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths := []string{
+		"", "/", "/ready", "/readyzz", "/readyz/", "/healthz/", "/livez/",
+		"/readyz/nosuch", "/readyz/deadlock", "/livez/db", "/healthz/shutdown", "/readyz/ping",
+		"/readyz/db/", "/readyz/db/x", "/readyz//db", "/readyz/../healthz", "/./readyz",
+		"/READYZ", "/Readyz/db", "/ops/readyz", "/ops/healthz", "/metrics", "/readyz\x00",
+	}
+	for _, path := range paths {
+		for _, method := range []string{http.MethodGet, http.MethodHead, http.MethodPost} {
+			req := httptest.NewRequestWithContext(t.Context(), method, "/", nil)
+			req.URL.Path = path // as a router hands it over, uncleaned
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != http.StatusNotFound {
+				t.Errorf("%s %q: got status %d, want 404", method, path, rec.Code)
+			}
+			if method == http.MethodGet && rec.Body.String() != "404 page not found\n" {
+				t.Errorf("%s %q: got body %q, want net/http's 404", method, path, rec.Body)
+			}
 		}
+	}
+	if got := calls.Load(); got != 0 {
+		t.Errorf("check calls for unknown paths: got %d, want 0", got)
+	}
+}
+
+// TestServedByListenHTTP serves h the way a service does, through
+// core.Lifecycle.ListenHTTP in front of a router that has a catch-all:
+// the probe paths reach h, untracked, and keep answering in the hold.
+func TestServedByListenHTTP(t *testing.T) {
+	lc, err := core.New(core.WithSignals(), core.WithLogger(discard), core.WithHold(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := newTestHealth(t, lc, false)
+	app := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusTeapot) })
+	srv := &http.Server{Addr: "127.0.0.1:0", Handler: app, ReadHeaderTimeout: time.Minute}
+	if err := lc.ListenHTTP(srv, h); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	res := make(chan error, 1)
+	go func() { res <- lc.Run(ctx) }()
+	defer func() {
+		lc.Force(nil) // ends the hour-long hold
+		<-res
 	}()
-	h.Install(nil)
+	<-lc.Reached(core.Serving)
+	c := testutil.NewClient(t)
+	url := "http://" + srv.Addr
+	check := func(when, path string, want int) {
+		t.Helper()
+		if r := testutil.Get(t, c, url+path); r.Status != want {
+			t.Errorf("%s: GET %s: got status %d, want %d", when, path, r.Status, want)
+		}
+	}
+	check("serving", "/app", http.StatusTeapot)
+	check("serving", "/readyz", http.StatusOK)
+	check("serving", "/readyz/db", http.StatusOK)
+	check("serving", "/livez/deadlock", http.StatusOK)
+	check("serving", "/readyz/nosuch", http.StatusNotFound) // h's 404, not the catch-all
+	cancel()                                                // the shutdown starts: the hold
+	<-lc.Reached(core.Holding)
+	check("holding", "/readyz", http.StatusServiceUnavailable)
+	check("holding", "/readyz/db", http.StatusOK)
+	check("holding", "/healthz", http.StatusOK)
+	check("holding", "/app", http.StatusTeapot)
 }

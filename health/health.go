@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -15,41 +14,41 @@ import (
 
 // Names of the built-in checks, which registered checks may not use.
 const (
-	// ShutdownCheck is the name of the built-in readiness check that
+	// shutdownName is the name of the built-in readiness check that
 	// passes only while the lifecycle is in [core.Serving]: it fails
-	// before [core.Lifecycle.MarkReady] and from the hold on.
-	ShutdownCheck = "shutdown"
-	// PingCheck is the name of the built-in liveness check, which always
+	// before [core.Lifecycle.Run] has made the service ready and from the
+	// hold on.
+	shutdownName = "shutdown"
+	// pingName is the name of the built-in liveness check, which always
 	// passes, so that /healthz?verbose lists something.
-	PingCheck = "ping"
+	pingName = "ping"
 )
 
-// MaxNameLen is the longest check name [New] accepts.
-const MaxNameLen = 63
+// maxNameLen is the longest check name [New] accepts.
+const maxNameLen = 63
 
-// Result is the outcome of one check. Err is nil when the check passed.
+// result is the outcome of one check. Err is nil when the check passed.
 // Err is for the caller and its logs: the HTTP handlers never put it in a
 // response.
-type Result struct {
+type result struct {
 	Name string
 	Err  error
 }
 
 // Health serves liveness and readiness for a [core.Lifecycle] and a set of
-// [Checker]s, over HTTP ([Health.Routes]) or directly ([Health.CheckReadiness],
-// for gRPC health). Create one with [New]; the zero value is not usable.
-// A Health is safe for concurrent use.
+// [Checker]s, over HTTP (it is an [net/http.Handler], see [Health.ServeHTTP])
+// or directly ([Health.Ready] and [Health.Live], for gRPC health). Create
+// one with [New]; the zero value is not usable. A Health is safe for
+// concurrent use.
 type Health struct {
 	lc      *core.Lifecycle
 	log     *slog.Logger
 	timeout time.Duration
 	ttl     time.Duration
 
-	readiness []*check // ShutdownCheck first
-	liveness  []*check // PingCheck first
-	routes    []Route
-	readyH    http.Handler
-	liveH     http.Handler
+	readiness []*check                 // shutdownName first
+	liveness  []*check                 // pingName first
+	routes    map[string]*probeHandler // by path
 
 	// now is the clock of the result cache; tests replace it.
 	now func() time.Time
@@ -84,9 +83,9 @@ type flight struct {
 
 // New returns a Health for lc. It returns an error when lc is nil, an
 // option is nil, the timeout is not positive, the cache TTL is negative,
-// or a check is nil or misnamed: a name must be 1 to [MaxNameLen]
-// characters of a-z, 0-9, '.', '_' and '-' (so it is safe in a URL path
-// under any router), not "." or "..", not [ShutdownCheck] or [PingCheck],
+// or a check is nil or misnamed: a name must be 1 to 63 characters of
+// a-z, 0-9, '.', '_' and '-' (so it is safe in a URL path), not "." or
+// "..", not "shutdown" or "ping" (the built-in checks),
 // and unique among the readiness checks (or among the liveness checks;
 // a check may be in both lists).
 func New(lc *core.Lifecycle, opts ...Option) (*Health, error) {
@@ -109,8 +108,8 @@ func New(lc *core.Lifecycle, opts ...Option) (*Health, error) {
 		ttl:     cfg.ttl,
 		now:     time.Now,
 	}
-	shutdown := &check{name: ShutdownCheck, inline: true, checker: NamedCheck(ShutdownCheck, h.shutdownCheck)}
-	ping := &check{name: PingCheck, inline: true, checker: NamedCheck(PingCheck, func(context.Context) error { return nil })}
+	shutdown := &check{name: shutdownName, inline: true, checker: NamedCheck(shutdownName, h.shutdownCheck)}
+	ping := &check{name: pingName, inline: true, checker: NamedCheck(pingName, func(context.Context) error { return nil })}
 	var err error
 	if h.readiness, err = newChecks("readiness", shutdown, cfg.readiness); err != nil {
 		return nil, err
@@ -135,7 +134,7 @@ func newChecks(kind string, builtin *check, cs []Checker) ([]*check, error) {
 			return nil, fmt.Errorf("health: %s check %d: %w", kind, i, err)
 		}
 		switch {
-		case name == ShutdownCheck || name == PingCheck:
+		case name == shutdownName || name == pingName:
 			return nil, fmt.Errorf("health: %s check %d: name %q is reserved for a built-in check", kind, i, name)
 		case seen[name]:
 			return nil, fmt.Errorf("health: %s check %d: duplicate name %q", kind, i, name)
@@ -167,8 +166,8 @@ func validName(name string) error {
 	switch {
 	case name == "":
 		return errors.New("empty name")
-	case len(name) > MaxNameLen:
-		return fmt.Errorf("name %.20q… is %d bytes long, more than %d", name, len(name), MaxNameLen)
+	case len(name) > maxNameLen:
+		return fmt.Errorf("name %.20q… is %d bytes long, more than %d", name, len(name), maxNameLen)
 	case name == "." || name == "..":
 		return fmt.Errorf("name %q is not a usable path segment", name)
 	}
@@ -195,31 +194,31 @@ func (h *Health) shutdownCheck(context.Context) error {
 	}
 }
 
-// CheckReadiness runs the [ShutdownCheck] and every readiness check whose
-// name is not in exclude, concurrently, and returns one Result per check
+// checkReadiness runs the [shutdownName] and every readiness check whose
+// name is not in exclude, concurrently, and returns one result per check
 // run, in registration order with "shutdown" first. Excluded names that
 // match no check are ignored (and logged). It returns within the timeout
 // (see [WithTimeout]), or sooner when ctx ends: the checks still pending
 // then fail with ctx's cause.
-func (h *Health) CheckReadiness(ctx context.Context, exclude ...string) []Result {
-	return results(h.run(ctx, "readiness", h.readiness, h.excludeSet("readiness", h.readiness, exclude)))
+func (h *Health) checkReadiness(ctx context.Context, exclude ...string) []result {
+	return resultsOf(h.run(ctx, "readiness", h.readiness, h.excludeSet("readiness", h.readiness, exclude)))
 }
 
-// CheckLiveness is [Health.CheckReadiness] for the liveness checks: the
-// built-in [PingCheck] first, then the checks of [WithLivenessChecks].
+// checkLiveness is [Health.checkReadiness] for the liveness checks: the
+// built-in [pingName] first, then the checks of [WithLivenessChecks].
 // The lifecycle's phase plays no part in liveness.
-func (h *Health) CheckLiveness(ctx context.Context, exclude ...string) []Result {
-	return results(h.run(ctx, "liveness", h.liveness, h.excludeSet("liveness", h.liveness, exclude)))
+func (h *Health) checkLiveness(ctx context.Context, exclude ...string) []result {
+	return resultsOf(h.run(ctx, "liveness", h.liveness, h.excludeSet("liveness", h.liveness, exclude)))
 }
 
 // Ready reports whether the lifecycle is ready (in [core.Serving]) and
 // every readiness check passes. When the lifecycle is not ready it
 // reports false without running the checks.
 func (h *Health) Ready(ctx context.Context) bool {
-	if !h.lc.Ready() {
+	if h.lc.Phase() != core.Serving {
 		return false
 	}
-	for _, r := range h.CheckReadiness(ctx) {
+	for _, r := range h.checkReadiness(ctx) {
 		if r.Err != nil {
 			return false
 		}
@@ -230,7 +229,7 @@ func (h *Health) Ready(ctx context.Context) bool {
 // Live reports whether every liveness check passes. The lifecycle's
 // phase plays no part: with no [WithLivenessChecks] it is always true.
 func (h *Health) Live(ctx context.Context) bool {
-	for _, r := range h.CheckLiveness(ctx) {
+	for _, r := range h.checkLiveness(ctx) {
 		if r.Err != nil {
 			return false
 		}
@@ -238,17 +237,17 @@ func (h *Health) Live(ctx context.Context) bool {
 	return true
 }
 
-// outcome is a Result, or a check skipped by exclude.
+// outcome is a result, or a check skipped by exclude.
 type outcome struct {
-	Result
+	result
 	excluded bool
 }
 
-func results(out []outcome) []Result {
-	rs := make([]Result, 0, len(out))
+func resultsOf(out []outcome) []result {
+	rs := make([]result, 0, len(out))
 	for _, o := range out {
 		if !o.excluded {
-			rs = append(rs, o.Result)
+			rs = append(rs, o.result)
 		}
 	}
 	return rs
@@ -275,8 +274,8 @@ func (h *Health) excludeSet(kind string, cs []*check, names []string) map[string
 				unknown = append(unknown, "…")
 				break
 			}
-			if len(n) > MaxNameLen {
-				n = n[:MaxNameLen] + "…"
+			if len(n) > maxNameLen {
+				n = n[:maxNameLen] + "…"
 			}
 			unknown = append(unknown, n)
 		}

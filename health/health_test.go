@@ -147,7 +147,7 @@ func TestShutdownCheckMessages(t *testing.T) {
 				t.Fatal(err)
 			}
 			rs := h.CheckReadiness(t.Context())
-			if len(rs) != 1 || rs[0].Name != health.ShutdownCheck {
+			if len(rs) != 1 || rs[0].Name != health.ShutdownName {
 				t.Fatalf("CheckReadiness: got %v, want only the shutdown check", rs)
 			}
 			switch {
@@ -260,7 +260,7 @@ func TestTimeoutCancelsCheckContext(t *testing.T) {
 	}
 	// This probe may join the first run, which is still finishing, or
 	// start a second one: both time out.
-	if rec := serve(t, h.ReadinessHandler(), http.MethodGet, "/readyz"); rec.Code != http.StatusServiceUnavailable {
+	if rec := serve(t, h, http.MethodGet, "/readyz"); rec.Code != http.StatusServiceUnavailable {
 		t.Errorf("status: got %d, want 503", rec.Code)
 	}
 	if got := logs.String(); !strings.Contains(got, "check=slow") || !strings.Contains(got, "timed out") {
@@ -309,7 +309,7 @@ func TestPanickingCheck(t *testing.T) {
 	if rs[1].Err == nil || !strings.Contains(rs[1].Err.Error(), `check "boom" panicked: kaboom-secret`) {
 		t.Errorf("panicking check: got %v, want a panic error", rs[1].Err)
 	}
-	rec := serve(t, h.ReadinessHandler(), http.MethodGet, "/readyz?verbose")
+	rec := serve(t, h, http.MethodGet, "/readyz?verbose")
 	if rec.Code != http.StatusServiceUnavailable || strings.Contains(rec.Body.String(), "kaboom") {
 		t.Errorf("response: got %d %q, want 503 without the panic value", rec.Code, rec.Body)
 	}

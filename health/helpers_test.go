@@ -16,45 +16,59 @@ import (
 
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// newLifecycle returns a lifecycle in phase p. Holding and Draining are
-// held there until the test ends.
+// newLifecycle returns a lifecycle in phase p, run by [core.Lifecycle.Run]
+// (without signals) for every phase past Starting, as a service's is.
+// Holding and Draining are held there until the test ends; the cleanup
+// ends the shutdown and waits for Run to return.
 func newLifecycle(t testing.TB, p core.Phase) *core.Lifecycle {
 	t.Helper()
 	hold := time.Duration(0)
 	if p == core.Holding {
 		hold = time.Hour
 	}
-	lc, err := core.New(core.WithLogger(discard), core.WithHold(hold), core.WithDrainTimeout(time.Hour))
+	lc, err := core.New(core.WithSignals(), core.WithLogger(discard), core.WithHold(hold), core.WithDrainTimeout(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if p == core.Starting {
 		return lc
 	}
-	lc.MarkReady()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	res := make(chan error, 1)
+	go func() { res <- lc.Run(ctx) }()
+	<-lc.Reached(core.Serving)
 	switch p {
+	case core.Serving:
+		t.Cleanup(func() {
+			cancel() // starts the shutdown: nothing to hold or drain
+			if err := <-res; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
 	case core.Holding:
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- lc.Shutdown(ctx) }()
-		<-lc.Holding()
-		t.Cleanup(func() { cancel(); <-done })
+		cancel()
+		<-lc.Reached(core.Holding)
+		t.Cleanup(func() {
+			lc.Force(nil) // cuts the hour-long hold short
+			<-res
+		})
 	case core.Draining:
 		if !lc.Begin() { // in-flight work keeps the drain going
 			t.Fatal("Begin on a serving lifecycle: got false, want true")
 		}
-		done := make(chan error, 1)
-		go func() { done <- lc.Shutdown(context.Background()) }()
-		<-lc.Draining()
+		cancel()
+		<-lc.Reached(core.Draining)
 		t.Cleanup(func() {
 			lc.End()
-			if err := <-done; err != nil {
-				t.Errorf("Shutdown: %v", err)
+			if err := <-res; err != nil {
+				t.Errorf("Run: %v", err)
 			}
 		})
 	case core.Stopped:
-		if err := lc.Shutdown(context.Background()); err != nil {
-			t.Fatal(err)
+		cancel()
+		if err := <-res; err != nil {
+			t.Fatalf("Run: %v", err)
 		}
 	}
 	if got := lc.Phase(); got != p {

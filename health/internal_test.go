@@ -17,13 +17,24 @@ import (
 
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 
+// servingLifecycle returns a lifecycle that Run has made ready; the
+// cleanup ends Run.
 func servingLifecycle(t *testing.T) *core.Lifecycle {
 	t.Helper()
-	lc, err := core.New(core.WithLogger(discard))
+	lc, err := core.New(core.WithSignals(), core.WithHold(0), core.WithLogger(discard))
 	if err != nil {
 		t.Fatal(err)
 	}
-	lc.MarkReady()
+	ctx, cancel := context.WithCancel(context.Background())
+	res := make(chan error, 1)
+	go func() { res <- lc.Run(ctx) }()
+	<-lc.Reached(core.Serving)
+	t.Cleanup(func() {
+		cancel()
+		if err := <-res; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
 	return lc
 }
 
@@ -63,7 +74,7 @@ func TestSingleFlight(t *testing.T) {
 	codes := make([]int, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		wg.Go(func() { codes[i] = get(t, h.ReadinessHandler(), "/readyz") })
+		wg.Go(func() { codes[i] = get(t, h, "/readyz") })
 	}
 	wg.Wait()
 	if got := calls.Load(); got != 1 {
@@ -75,7 +86,7 @@ func TestSingleFlight(t *testing.T) {
 		}
 	}
 	// Without a cache, the next probe runs the check again.
-	if code := get(t, h.ReadinessHandler(), "/readyz"); code != http.StatusOK {
+	if code := get(t, h, "/readyz"); code != http.StatusOK {
 		t.Errorf("later probe: got status %d, want 200", code)
 	}
 	if got := calls.Load(); got != 2 {
@@ -104,8 +115,6 @@ func TestCacheTTL(t *testing.T) {
 	clock := &fakeClock{}
 	clock.advance(time.Hour)
 	h.now = clock.now
-	mux := http.NewServeMux()
-	h.Install(mux)
 	steps := []struct {
 		name      string
 		advance   time.Duration
@@ -124,7 +133,7 @@ func TestCacheTTL(t *testing.T) {
 	}
 	for _, s := range steps {
 		clock.advance(s.advance)
-		if code := get(t, mux, s.target); code != s.wantCode {
+		if code := get(t, h, s.target); code != s.wantCode {
 			t.Errorf("%s: status: got %d, want %d", s.name, code, s.wantCode)
 		}
 		if got := calls.Load(); got != s.wantCalls {
@@ -153,12 +162,12 @@ func TestHungCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 3 {
-		rs := h.CheckReadiness(t.Context())
+		rs := h.checkReadiness(t.Context())
 		if !errors.Is(rs[1].Err, context.DeadlineExceeded) {
 			t.Fatalf("probe %d: got %v, want a timeout", i, rs[1].Err)
 		}
 	}
-	if code := get(t, h.ReadinessHandler(), "/readyz"); code != http.StatusServiceUnavailable {
+	if code := get(t, h, "/readyz"); code != http.StatusServiceUnavailable {
 		t.Errorf("probe while hung: got status %d, want 503", code)
 	}
 	if got := calls.Load(); got != 1 {

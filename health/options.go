@@ -7,9 +7,9 @@ import (
 
 // Default values used by [New] when no option overrides them.
 const (
-	// DefaultTimeout is the per-check timeout. The kubelet's probe times
+	// defaultTimeout is the per-check timeout. The kubelet's probe times
 	// out after 1s by default, and the whole answer must fit well inside.
-	DefaultTimeout = 500 * time.Millisecond
+	defaultTimeout = 500 * time.Millisecond
 )
 
 // An Option configures a [Health]. Invalid values make [New] return an
@@ -25,7 +25,7 @@ type config struct {
 }
 
 func newConfig(opts []Option) (config, bool) {
-	c := config{timeout: DefaultTimeout}
+	c := config{timeout: defaultTimeout}
 	for _, o := range opts {
 		if o == nil {
 			return c, false
@@ -39,7 +39,7 @@ func newConfig(opts []Option) (config, bool) {
 }
 
 // WithReadinessChecks adds checks to readiness (/readyz), after the
-// built-in [ShutdownCheck] and after the checks of earlier calls. If none
+// built-in "shutdown" check and after the checks of earlier calls. If none
 // is specified, readiness depends on the lifecycle alone.
 func WithReadinessChecks(checks ...Checker) Option {
 	return func(c *config) { c.readiness = append(c.readiness, checks...) }
@@ -57,7 +57,7 @@ func WithLivenessChecks(checks ...Checker) Option {
 
 // WithTimeout sets how long one check may run before it counts as failed
 // and its context is cancelled. It must be positive. If none is specified,
-// [DefaultTimeout] (500ms) is used.
+// 500ms is used.
 func WithTimeout(d time.Duration) Option { return func(c *config) { c.timeout = d } }
 
 // WithCacheTTL makes check results, failures included, valid for d after
