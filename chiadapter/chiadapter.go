@@ -1,19 +1,55 @@
-// Package chiadapter wires a [core.Lifecycle] and a [health.Health] into a
-// chi router.
+// Package chiadapter serves a chi router through a [core.Lifecycle], with
+// the probes of a [health.Health]:
 //
-// chi takes plain net/http middleware, so the middleware is the core one;
-// this package only names it and mounts the health routes:
+//	package main
 //
-//	r := chi.NewRouter()
-//	r.Use(chiadapter.Middleware(lc))
-//	chiadapter.Mount(r, h)
+//	import (
+//		"context"
+//		"net/http"
+//		"os"
 //
-// Serve the router with an *http.Server bound to the lifecycle
-// ([core.Lifecycle.BindHTTP]).
+//		"github.com/go-chi/chi/v5"
+//
+//		"github.com/lameduck/lameduck/chiadapter"
+//		"github.com/lameduck/lameduck/core"
+//		"github.com/lameduck/lameduck/health"
+//	)
+//
+//	func main() {
+//		lc, err := core.New() // SIGTERM and SIGINT start the shutdown
+//		if err != nil {
+//			panic(err)
+//		}
+//		h, err := health.New(lc)
+//		if err != nil {
+//			panic(err)
+//		}
+//		r := chi.NewRouter()
+//		r.Get("/hello", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("hello\n")) })
+//		if _, err := chiadapter.Listen(lc, ":8080", r, h); err != nil { // a port in use fails here
+//			panic(err)
+//		}
+//		if err := lc.Run(context.Background()); err != nil { // ready, then hold and drain on SIGTERM
+//			os.Exit(1)
+//		}
+//	}
+//
+// chi needs no middleware of its own: the lifecycle's HTTP server (see
+// [core.Lifecycle.ListenHTTP]) tracks every request the router serves (a
+// panic does not leak the count), sends "Connection: close" during the
+// hold and refuses requests that arrive after the drain began with 503.
+// It serves /healthz, /livez and /readyz (and their per-check paths) from
+// h at the root, before the router sees the request, so the probes are
+// never tracked nor refused whatever the router's layout: a catch-all
+// route does not swallow them, and routes under r.Route("/api", ...) or
+// r.Mount are tracked like any other.
 package chiadapter
 
 import (
+	"errors"
+	"net"
 	"net/http"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -21,17 +57,28 @@ import (
 	"github.com/lameduck/lameduck/health"
 )
 
-// Middleware returns the request middleware of lc
-// ([core.Lifecycle.Middleware]): it tracks in-flight requests (a panic
-// does not leak the count), sends "Connection: close" during the hold and
-// refuses requests that arrive after the drain began with 503. Health
-// probe paths are never tracked nor refused.
-func Middleware(lc *core.Lifecycle) func(http.Handler) http.Handler {
-	return lc.Middleware
-}
-
-// Mount registers the health routes of h (/healthz, /livez, /readyz and
-// one path per check, see [health.Health.Routes]) on r.
-func Mount(r chi.Router, h *health.Health) {
-	h.Install(r)
+// Listen listens on addr now and adds to lc an *http.Server that serves r
+// and the probes of h (see [core.Lifecycle.ListenHTTP]); [core.Lifecycle.Run]
+// serves it. It returns the bound address (with the chosen port when addr
+// has port 0). The server's ReadHeaderTimeout is 10 seconds.
+//
+// With a nil h, r serves the probe paths itself, still untracked. Listen
+// returns an error for a nil lc or r, the listen error (a port in use,
+// say), or [core.ErrShuttingDown] once the shutdown has started.
+func Listen(lc *core.Lifecycle, addr string, r chi.Router, h *health.Health) (net.Addr, error) {
+	if lc == nil {
+		return nil, errors.New("chiadapter: Listen with a nil *core.Lifecycle")
+	}
+	if m, ok := r.(*chi.Mux); r == nil || ok && m == nil {
+		return nil, errors.New("chiadapter: Listen with a nil chi.Router")
+	}
+	var probes http.Handler // a nil h must stay a nil interface
+	if h != nil {
+		probes = h
+	}
+	srv := &http.Server{Addr: addr, Handler: r, ReadHeaderTimeout: 10 * time.Second}
+	if err := lc.ListenHTTP(srv, probes); err != nil {
+		return nil, err
+	}
+	return net.ResolveTCPAddr("tcp", srv.Addr) // ListenHTTP set it to the bound address
 }

@@ -3,8 +3,9 @@ package chiadapter_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
-	"net/http/httptest"
+	"os"
 
 	"github.com/go-chi/chi/v5"
 
@@ -13,41 +14,35 @@ import (
 	"github.com/lameduck/lameduck/health"
 )
 
-// A chi service: the middleware tracks requests, Mount serves the health
-// routes, and the *http.Server is bound to the lifecycle.
+// A chi service: Listen serves the router and the probes through the
+// lifecycle, which tracks every request; Run serves until SIGTERM, then
+// holds and drains. Routes under a prefix need nothing special.
 func Example() {
-	lc, err := core.New(core.WithHold(0), core.WithLogger(quiet))
+	lc, err := core.New()
 	if err != nil {
-		panic(err)
+		slog.Error("lifecycle", "err", err)
+		os.Exit(2)
 	}
-	h, err := health.New(lc, health.WithLogger(quiet))
+	h, err := health.New(lc, health.WithReadinessChecks(health.NamedCheck("db", func(ctx context.Context) error {
+		return nil // e.g. db.PingContext(ctx)
+	})))
 	if err != nil {
-		panic(err)
+		slog.Error("health", "err", err)
+		os.Exit(2)
 	}
 	r := chi.NewRouter()
-	r.Use(chiadapter.Middleware(lc))
-	chiadapter.Mount(r, h)
-	r.Get("/hello", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "hello") })
-
-	srv := httptest.NewUnstartedServer(r)
-	if err := lc.BindHTTP(srv.Config); err != nil {
-		panic(err)
+	r.Get("/hello", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "hello") })
+	r.Route("/api", func(r chi.Router) {
+		r.Get("/items", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "[]") })
+	})
+	addr, err := chiadapter.Listen(lc, ":8080", r, h) // a port in use fails here, before anything is ready
+	if err != nil {
+		slog.Error("listen", "err", err)
+		os.Exit(1)
 	}
-	srv.Start()
-	lc.MarkReady()
-
-	for _, path := range []string{"/readyz", "/hello"} {
-		resp, err := http.Get(srv.URL + path)
-		if err != nil {
-			panic(err)
-		}
-		resp.Body.Close()
-		fmt.Println(path, resp.StatusCode)
+	slog.Info("listening", "addr", addr)
+	if err := lc.Run(context.Background()); err != nil { // forced, or a server failed
+		slog.Error("shutdown", "err", err)
+		os.Exit(1)
 	}
-	fmt.Println("shutdown:", lc.Shutdown(context.Background()))
-	srv.Close()
-	// Output:
-	// /readyz 200
-	// /hello 200
-	// shutdown: <nil>
 }

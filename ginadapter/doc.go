@@ -1,47 +1,63 @@
-// Package ginadapter wires a [core.Lifecycle] and a [health.Health] into a
-// gin engine: one middleware line and one mount call.
+// Package ginadapter serves a gin engine through a [core.Lifecycle], with
+// the probes of a [health.Health]:
 //
-//	gin.SetMode(gin.ReleaseMode)
-//	engine := gin.New()
-//	engine.Use(gin.Recovery(), ginadapter.Middleware(lc))
-//	ginadapter.Mount(engine, h) // /healthz, /livez, /readyz, /readyz/<check>
-//	engine.GET("/work", work)
+//	package main
 //
-//	srv := &http.Server{Addr: ":8080", Handler: engine}
-//	if err := lc.BindHTTP(srv); err != nil { // never engine.Run: it cannot be shut down
-//		return err
+//	import (
+//		"context"
+//		"net/http"
+//		"os"
+//
+//		"github.com/gin-gonic/gin"
+//
+//		"github.com/lameduck/lameduck/core"
+//		"github.com/lameduck/lameduck/ginadapter"
+//		"github.com/lameduck/lameduck/health"
+//	)
+//
+//	func main() {
+//		lc, err := core.New() // SIGTERM and SIGINT start the shutdown
+//		if err != nil {
+//			panic(err)
+//		}
+//		h, err := health.New(lc)
+//		if err != nil {
+//			panic(err)
+//		}
+//		gin.SetMode(gin.ReleaseMode) // gin's debug output goes to stdout
+//		e := gin.New()
+//		e.Use(gin.Recovery())
+//		e.GET("/work", func(c *gin.Context) { c.String(http.StatusOK, "ok") })
+//		if _, err := ginadapter.Listen(lc, ":8080", e, h); err != nil { // a port in use fails here
+//			panic(err)
+//		}
+//		if err := lc.Run(context.Background()); err != nil { // ready, then hold and drain on SIGTERM
+//			os.Exit(1)
+//		}
 //	}
-//	go srv.ListenAndServe()
-//	lc.MarkReady()
-//	return lc.Run(ctx)
 //
-// # Middleware
+// # No middleware
 //
-// [Middleware] is a thin call into [core.Lifecycle.AdmitHTTP], the logic
-// every HTTP adapter shares: it tracks in-flight requests, sends
-// "Connection: close" during the hold, refuses requests that arrive after
-// the drain began (503 with "Retry-After", before any later handler runs)
-// and never tracks nor refuses the probe paths of [core.IsProbePath].
+// gin needs no middleware of its own: the lifecycle's HTTP server (see
+// [core.Lifecycle.ListenHTTP]) wraps the whole engine. It tracks every
+// request (a panic does not leak the count), sends "Connection: close"
+// during the hold and refuses requests that arrive after the drain began
+// with 503 and "Retry-After", before gin sees them. Everything gin does
+// happens inside a tracked request: [gin.Context.Abort], [gin.Recovery],
+// its 404 ([gin.Engine.NoRoute]) and 405 answers, and groups under any
+// prefix.
 //
-// The tracking survives everything gin can do to a chain: a handler that
-// panics (with [gin.Recovery] before or after the middleware, or with no
-// recovery at all, when net/http recovers the panic), and [gin.Context.Abort]
-// in a later middleware. A middleware before it that aborts means it never
-// runs and nothing is tracked. The middleware calls [gin.Context.Next] on the
-// request's goroutine and keeps nothing of the *gin.Context, which gin
-// reuses for the next request once the handler chain returns.
-//
-// Put it early: everything before it runs untracked and is not refused.
-// [gin.Recovery] may go on either side.
+// The probes, /healthz, /livez and /readyz and their per-check paths,
+// are served from h at the root, before the engine sees the request, so
+// they are never tracked nor refused whatever the engine's routes: a
+// NoRoute catch-all does not swallow them. GET and HEAD are answered,
+// other methods get 405.
 //
 // # Serving
 //
-// Serve the engine with an *http.Server bound to the lifecycle
-// ([core.Lifecycle.BindHTTP]), whose drain ends the moment the last
-// response is written. [gin.Engine.Run] builds its own server that nothing
-// can shut down: do not use it.
-//
-// gin writes its debug output (routes, warnings) to stdout. Call
-// gin.SetMode(gin.ReleaseMode) before [gin.New] when stdout carries
-// something else, such as spans from OTEL_TRACES_EXPORTER=console.
+// [core.Lifecycle.Run] serves the engine; never call [gin.Engine.Run],
+// which builds a server that nothing can shut down. gin writes its debug
+// output (routes, warnings) to stdout: call gin.SetMode(gin.ReleaseMode)
+// before [gin.New] when stdout carries something else, such as spans from
+// OTEL_TRACES_EXPORTER=console.
 package ginadapter

@@ -2,7 +2,6 @@ package ginadapter_test
 
 import (
 	"context"
-	"errors"
 	"log"
 	"net/http"
 	"os"
@@ -15,36 +14,34 @@ import (
 	"github.com/lameduck/lameduck/health"
 )
 
-// Example wires the middleware and the health routes into a gin engine
-// served by an *http.Server bound to the lifecycle (never engine.Run,
-// which cannot be shut down).
+// A gin service: Listen serves the engine and the probes through the
+// lifecycle, which tracks every request; Run serves until SIGTERM, then
+// holds and drains. Never call engine.Run, which cannot be shut down.
 func Example() {
 	lc, err := core.New(core.WithHold(10*time.Second), core.WithDrainTimeout(15*time.Second),
 		core.WithGracePeriod(30*time.Second))
 	if err != nil {
 		log.Fatal(err)
 	}
-	h, err := health.New(lc)
+	h, err := health.New(lc, health.WithReadinessChecks(health.NamedCheck("db", func(ctx context.Context) error {
+		return nil // e.g. db.PingContext(ctx)
+	})))
 	if err != nil {
 		log.Fatal(err)
 	}
 
 	gin.SetMode(gin.ReleaseMode) // gin's debug output goes to stdout
 	engine := gin.New()
-	engine.Use(gin.Recovery(), ginadapter.Middleware(lc))
-	ginadapter.Mount(engine, h)
+	engine.Use(gin.Recovery())
 	engine.GET("/work", func(c *gin.Context) { c.String(http.StatusOK, "ok") })
+	api := engine.Group("/api") // groups under a prefix need nothing special
+	api.GET("/items", func(c *gin.Context) { c.JSON(http.StatusOK, []string{}) })
 
-	srv := &http.Server{Addr: ":8080", Handler: engine, ReadHeaderTimeout: 10 * time.Second}
-	if err := lc.BindHTTP(srv); err != nil {
+	addr, err := ginadapter.Listen(lc, ":8080", engine, h) // a port in use fails here, before anything is ready
+	if err != nil {
 		log.Fatal(err)
 	}
-	go func() {
-		if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
-			log.Fatal(err)
-		}
-	}()
-	lc.MarkReady()
+	log.Print("listening on ", addr)
 	if err := lc.Run(context.Background()); err != nil { // SIGTERM: hold, drain
 		log.Print(err) // *core.ForcedError: work was abandoned
 		os.Exit(1)

@@ -1,7 +1,10 @@
 package ginadapter
 
 import (
+	"errors"
+	"net"
 	"net/http"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -9,49 +12,28 @@ import (
 	"github.com/lameduck/lameduck/health"
 )
 
-// Middleware returns gin middleware with the request handling of
-// [core.Lifecycle.Middleware]: it tracks in-flight requests (a panic or an
-// aborted chain does not leak the count), sends "Connection: close" during
-// the hold and refuses requests that arrive after the drain began with
-// 503, aborting the chain. Health probe paths are never tracked nor
-// refused. Middleware panics if lc is nil.
-func Middleware(lc *core.Lifecycle) gin.HandlerFunc {
+// Listen listens on addr now and adds to lc an *http.Server that serves e
+// and the probes of h (see [core.Lifecycle.ListenHTTP]); [core.Lifecycle.Run]
+// serves it. It returns the bound address (with the chosen port when addr
+// has port 0). The server's ReadHeaderTimeout is 10 seconds.
+//
+// With a nil h, e serves the probe paths itself, still untracked. Listen
+// returns an error for a nil lc or e, the listen error (a port in use,
+// say), or [core.ErrShuttingDown] once the shutdown has started.
+func Listen(lc *core.Lifecycle, addr string, e *gin.Engine, h *health.Health) (net.Addr, error) {
 	if lc == nil {
-		panic("ginadapter: Middleware needs a non-nil *core.Lifecycle")
+		return nil, errors.New("ginadapter: Listen with a nil *core.Lifecycle")
 	}
-	return func(c *gin.Context) {
-		switch lc.AdmitHTTP(c.Writer, c.Request) {
-		case core.Refused:
-			c.Abort() // the 503 is written; no later handler runs
-			return
-		case core.Tracked:
-			// Deferred, so that it runs when a later handler panics;
-			// c.Next returns normally when one aborts.
-			defer lc.End()
-		}
-		c.Next()
+	if e == nil {
+		return nil, errors.New("ginadapter: Listen with a nil *gin.Engine")
 	}
-}
-
-// Mount registers the health routes of h (/healthz, /livez, /readyz and
-// one path per check, see [health.Health.Routes]) on r for GET and HEAD.
-// Other methods get gin's 404, or 405 with "Allow: GET, HEAD" when the
-// engine's HandleMethodNotAllowed is set.
-// r must be the engine or a group at its root: the middleware exempts the
-// probe paths from tracking and refusal by their path ([core.IsProbePath]),
-// so under a prefix the kubelet's probes would be refused during the drain.
-// Mount panics if r or h is nil or r is a group with another base path.
-func Mount(r gin.IRouter, h *health.Health) {
-	if r == nil || h == nil {
-		panic("ginadapter: Mount needs a non-nil router and *health.Health")
+	var probes http.Handler // a nil h must stay a nil interface
+	if h != nil {
+		probes = h
 	}
-	if g, ok := r.(interface{ BasePath() string }); ok && g.BasePath() != "/" {
-		panic("ginadapter: Mount the health routes at the root, not under " + g.BasePath() +
-			": probe paths are exempt from request tracking by their path")
+	srv := &http.Server{Addr: addr, Handler: e, ReadHeaderTimeout: 10 * time.Second}
+	if err := lc.ListenHTTP(srv, probes); err != nil {
+		return nil, err
 	}
-	for _, rt := range h.Routes() {
-		hf := gin.WrapH(rt.Handler)
-		r.Handle(http.MethodGet, rt.Pattern, hf)
-		r.Handle(http.MethodHead, rt.Pattern, hf)
-	}
+	return net.ResolveTCPAddr("tcp", srv.Addr) // ListenHTTP set it to the bound address
 }
