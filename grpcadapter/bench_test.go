@@ -10,31 +10,41 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/lameduck/lameduck/core"
 	"github.com/lameduck/lameduck/grpcadapter"
 )
 
-// BenchmarkUnary is a whole unary RPC over bufconn, without and with the
-// interceptors, in the same run: the difference is what lameduck adds.
+// BenchmarkUnary is a whole unary RPC over bufconn, on a bare server and
+// on one built by Listen, in the same run: the difference is what
+// lameduck adds.
 func BenchmarkUnary(b *testing.B) {
 	for _, bc := range []struct {
-		name string
-		opts func(*core.Lifecycle) []grpc.ServerOption
+		name  string
+		build func(*testing.B) (srv *grpc.Server, stop func())
 	}{
-		{"bare", func(*core.Lifecycle) []grpc.ServerOption { return nil }},
-		{"lameduck", grpcadapter.ServerOptions},
-	} {
-		b.Run(bc.name, func(b *testing.B) {
-			lc, err := core.New(core.WithLogger(discardLogger()))
+		{"bare", func(b *testing.B) (*grpc.Server, func()) {
+			srv := grpc.NewServer()
+			return srv, srv.Stop
+		}},
+		{"lameduck", func(b *testing.B) (*grpc.Server, func()) {
+			lc := newLifecycle(b)
+			srv, err := grpcadapter.Listen(lc, "127.0.0.1:0", nil)
 			if err != nil {
 				b.Fatal(err)
 			}
-			lc.MarkReady()
-			srv := grpc.NewServer(bc.opts(lc)...)
+			return srv.Server, func() {
+				if err := lc.Shutdown(context.Background()); err != nil {
+					b.Error(err)
+				}
+			}
+		}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			srv, stop := bc.build(b)
 			srv.RegisterService(&testServiceDesc, &testService{work: func(context.Context) error { return nil }})
 			lis := bufconn.Listen(1 << 20)
-			go srv.Serve(lis)
-			defer srv.Stop()
+			served := make(chan struct{})
+			go func() { _ = srv.Serve(lis); close(served) }()
+			defer func() { stop(); <-served }()
 			conn, err := grpc.NewClient("passthrough:///bufnet",
 				grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
 				grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -57,12 +67,8 @@ func BenchmarkUnary(b *testing.B) {
 // BenchmarkUnaryInterceptor isolates the interceptor: the handler called
 // directly, and through the interceptor.
 func BenchmarkUnaryInterceptor(b *testing.B) {
-	lc, err := core.New(core.WithLogger(discardLogger()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	lc.MarkReady()
-	icpt := grpcadapter.UnaryServerInterceptor(lc)
+	lc := newLifecycle(b)
+	icpt := grpcadapter.UnaryInterceptor(lc)
 	info := &grpc.UnaryServerInfo{FullMethod: workMethod}
 	resp := wrapperspb.String("ok")
 	handler := func(context.Context, any) (any, error) { return resp, nil }

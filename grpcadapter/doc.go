@@ -1,24 +1,41 @@
-// Package grpcadapter ties a *grpc.Server to a [core.Lifecycle]: in-flight
-// tracking interceptors, grpc.health.v1 served from the lifecycle and the
-// [health.Health] checks, and a drain that cannot hang.
+// Package grpcadapter serves gRPC from a [core.Lifecycle]: [Listen]
+// builds the *grpc.Server with in-flight tracking interceptors and
+// grpc.health.v1 served from the lifecycle and the [health.Health]
+// checks, and adds it to the lifecycle, which serves it and drains it
+// with a drain that cannot hang.
 //
 // # Usage
 //
-//	lc, err := core.New(core.WithHold(10*time.Second), core.WithDrainTimeout(15*time.Second))
-//	if err != nil { ... }
+//	lc, err := core.New(core.WithHold(10*time.Second), core.WithGracePeriod(30*time.Second))
+//	if err != nil {
+//		log.Fatal(err)
+//	}
 //	h, err := health.New(lc, health.WithReadinessChecks(health.NamedCheck("db", db.PingContext)))
-//	if err != nil { ... }
-//	srv := grpc.NewServer(grpcadapter.ServerOptions(lc)...)
-//	pb.RegisterGreeterServer(srv, greeter)        // register services first
-//	if err := grpcadapter.Bind(lc, srv, h); err != nil { ... }
-//	go srv.Serve(ln)
-//	lc.MarkReady()
-//	err = lc.Run(ctx) // SIGTERM: hold, drain, exit
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	srv, err := grpcadapter.Listen(lc, ":9090", h) // grpc.ServerOptions may follow
+//	if err != nil {
+//		log.Fatal(err) // a port in use, say: nothing has run yet
+//	}
+//	pb.RegisterGreeterServer(srv, greeter) // after Listen, before Run
+//	if err := lc.Run(context.Background()); err != nil {
+//		log.Fatal(err) // forced: work was abandoned; or the server failed
+//	}
+//
+// Listen listens at once, so a bad address or a port in use is its error.
+// [core.Lifecycle.Run] then serves the server, catches SIGTERM and marks
+// the service ready; a server that stops serving before the shutdown is
+// Run's error. Listen builds the server, so services are registered on
+// it after Listen, and before Run: grpc-go refuses (fatally) a
+// registration once the server serves, which is why Listen is an error
+// once Run serves. The grpc.ServerOptions passed to Listen apply; their
+// Chain interceptors run inside lameduck's, which track them too.
 //
 // # What happens on SIGTERM
 //
-//   - Hold: grpc.health.v1 reports NOT_SERVING for "" (and the services
-//     registered by name) at once, to Check and to every open Watch
+//   - Hold: grpc.health.v1 reports NOT_SERVING for "" and every
+//     registered service at once, to Check and to every open Watch
 //     stream; the liveness service ("liveness") stays SERVING. Every RPC
 //     is still served, so clients and proxies that watch health move
 //     away without a single failed call.
@@ -35,14 +52,21 @@
 //
 // # Health
 //
-// The readiness that grpc.health.v1 reports is the same as /readyz:
-// [health.Health.Ready], that is the lifecycle is serving and every
-// readiness check passes. It is evaluated on every Check (the kubelet's
-// native gRPC probe calls Check) and, while Watch streams are open, every
-// [WithWatchInterval]; [health.WithCacheTTL] and the checks' single
-// flight bound what probe storms cost. Statuses live in grpc-go's own
-// health.Server, which answers unknown names per the protocol; its
-// Shutdown, which would flip liveness too, is never called.
+// The readiness that grpc.health.v1 reports for "" and for every service
+// registered on the server (whenever it was registered) is the same as
+// /readyz: [health.Health.Ready], that is the lifecycle is serving and
+// every readiness check passes. The service "liveness" reports
+// [health.Health.Live]: SERVING in every phase, unless a liveness check
+// fails. Any other name is NOT_FOUND for Check and SERVICE_UNKNOWN for
+// Watch, as the protocol says. Without a Health (a nil h), readiness is
+// the lifecycle's phase alone and liveness is SERVING.
+//
+// Statuses are evaluated on every Check (the kubelet's native gRPC probe
+// calls Check) and, while Watch streams are open, every second;
+// [health.WithCacheTTL] and the checks' single flight bound what probe
+// storms cost. They live in grpc-go's own health.Server, which answers
+// unknown names per the protocol; its Shutdown, which would flip liveness
+// too, is never called.
 //
 // For Kubernetes, probe readiness with service "" (the default) and
 // liveness with service "liveness":
@@ -55,8 +79,12 @@
 // # Not covered
 //
 // Health RPCs are neither tracked nor refused, like the HTTP probe paths.
-// A stream handler blocked in RecvMsg, or in a SendMsg waiting for flow
-// control, does not see its context end (grpc-go cannot wake it): receive
-// in a goroutine and select on the context, or the stream is closed only
-// at the drain timeout.
+// The interceptor of a grpc.UnaryInterceptor or grpc.StreamInterceptor
+// option runs before lameduck's (grpc-go runs it ahead of every chain),
+// so the time spent in it is not tracked: pass yours with
+// grpc.ChainUnaryInterceptor and grpc.ChainStreamInterceptor. A stream
+// handler blocked in RecvMsg, or in a SendMsg waiting for flow control,
+// does not see its context end (grpc-go cannot wake it): receive in a
+// goroutine and select on the context, or the stream is closed only at
+// the drain timeout.
 package grpcadapter

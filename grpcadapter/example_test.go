@@ -6,23 +6,22 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
-	"net"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/lameduck/lameduck/core"
 	"github.com/lameduck/lameduck/grpcadapter"
 	"github.com/lameduck/lameduck/health"
 )
 
-// Example shows what grpc.health.v1 answers in each phase: readiness ("")
-// turns NOT_SERVING the moment the shutdown starts, liveness stays
-// SERVING.
+// Example shows what grpc.health.v1 answers in each phase: readiness (""
+// and every registered service) turns NOT_SERVING the moment the
+// shutdown starts, liveness stays SERVING.
 func Example() {
-	lc, err := core.New(core.WithLogger(slog.New(slog.DiscardHandler)))
+	lc, err := core.New(core.WithHold(10*time.Second), core.WithSignals(), core.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -30,77 +29,67 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	srv := grpc.NewServer(grpcadapter.ServerOptions(lc)...)
-	if err := grpcadapter.Bind(lc, srv, h); err != nil {
+	srv, err := grpcadapter.Listen(lc, "127.0.0.1:0", h)
+	if err != nil {
 		log.Fatal(err)
 	}
-	lis := bufconn.Listen(1 << 16) // in memory; a real service uses net.Listen
-	go srv.Serve(lis)
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	srv.RegisterService(&testServiceDesc, &testService{}) // pb.RegisterGreeterServer(srv, greeter)
+	ran := make(chan error, 1)
+	go func() { ran <- lc.Run(context.Background()) }()
+	<-lc.Reached(core.Serving)
+
+	conn, err := grpc.NewClient("passthrough:///"+srv.Addr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer conn.Close()
 	client := healthpb.NewHealthClient(conn)
 	show := func(when string) {
-		for _, service := range []string{"", "liveness"} {
+		for _, service := range []string{"", serviceName, "liveness"} {
 			r, err := client.Check(context.Background(), &healthpb.HealthCheckRequest{Service: service})
 			if err != nil {
 				log.Fatal(err)
 			}
-			fmt.Printf("%-8s %-10q %v\n", when, service, r.GetStatus())
+			fmt.Printf("%-7s %-21q %v\n", when, service, r.GetStatus())
 		}
 	}
-
-	show("starting")
-	lc.MarkReady()
 	show("serving")
 
-	// Start the shutdown; the hold (10s by default) keeps serving.
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- lc.Shutdown(ctx) }()
-	<-lc.Holding()
+	// Start the shutdown, as SIGTERM does; the hold keeps serving.
+	go lc.Shutdown(context.Background())
+	<-lc.Reached(core.Holding)
 	show("holding")
 
-	cancel() // cut the hold short: the shutdown is forced
-	err = <-done
-	fmt.Println("forced:", errors.Is(err, context.Canceled))
+	lc.Force(nil) // cut the hold short
+	var fe *core.ForcedError
+	fmt.Println("forced:", errors.As(<-ran, &fe))
 	// Output:
-	// starting ""         NOT_SERVING
-	// starting "liveness" SERVING
-	// serving  ""         SERVING
-	// serving  "liveness" SERVING
-	// holding  ""         NOT_SERVING
-	// holding  "liveness" SERVING
+	// serving ""                    SERVING
+	// serving "lameduck.test.Test"  SERVING
+	// serving "liveness"            SERVING
+	// holding ""                    NOT_SERVING
+	// holding "lameduck.test.Test"  NOT_SERVING
+	// holding "liveness"            SERVING
 	// forced: true
 }
 
-// ExampleBind wires a service the way a main function does: interceptors
-// first, services, then Bind, then serve until SIGTERM.
-func ExampleBind() {
-	lc, err := core.New() // WithHold, WithDrainTimeout, WithGracePeriod...
+// ExampleListen wires a service the way a main function does: Listen,
+// register the services, then Run until SIGTERM.
+func ExampleListen() {
+	lc, err := core.New(core.WithHold(10*time.Second), core.WithGracePeriod(30*time.Second))
 	if err != nil {
 		log.Fatal(err)
 	}
-	h, err := health.New(lc) // WithReadinessChecks(...)
+	h, err := health.New(lc) // health.WithReadinessChecks(...)
 	if err != nil {
 		log.Fatal(err)
 	}
-	srv := grpc.NewServer(grpcadapter.ServerOptions(lc)...)
-	// pb.RegisterGreeterServer(srv, greeter): register services before Bind.
-	if err := grpcadapter.Bind(lc, srv, h, grpcadapter.WithLivenessService("liveness")); err != nil {
-		log.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", ":9090")
+	srv, err := grpcadapter.Listen(lc, ":9090", h)
 	if err != nil {
-		log.Fatal(err)
+		log.Fatal(err) // a port in use, say
 	}
-	go srv.Serve(ln) // returns when the drain stops the server
-	lc.MarkReady()
+	_ = srv // pb.RegisterGreeterServer(srv, greeter): register on srv, before Run
 	if err := lc.Run(context.Background()); err != nil {
-		log.Fatal(err) // a *core.ForcedError: work was abandoned
+		log.Fatal(err) // a *core.ForcedError, work was abandoned; or the server failed
 	}
 }

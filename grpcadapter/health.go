@@ -2,10 +2,11 @@ package grpcadapter
 
 import (
 	"context"
-	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	grpchealth "google.golang.org/grpc/health"
 	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
@@ -13,6 +14,15 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/lameduck/lameduck/core"
+)
+
+const (
+	// livenessService is the grpc.health.v1 service name that reports
+	// liveness; every other name the server knows reports readiness.
+	livenessService = "liveness"
+	// watchInterval is how often readiness and liveness are re-evaluated
+	// while Watch streams are open.
+	watchInterval = time.Second
 )
 
 const (
@@ -31,12 +41,11 @@ type healthService struct {
 	healthgrpc.UnimplementedHealthServer
 
 	lc       *core.Lifecycle
+	srv      *grpc.Server // its services report readiness
 	hs       *grpchealth.Server
 	ready    func(context.Context) bool
 	live     func(context.Context) bool
-	names    []string // report readiness; names[0] is ""
-	liveness string
-	interval time.Duration
+	interval atomic.Int64 // a time.Duration: watchInterval, lowered by tests
 
 	mu   sync.Mutex // serializes readiness updates with the hold
 	held bool
@@ -49,38 +58,62 @@ type healthService struct {
 	pdone    chan struct{}
 }
 
-func newHealthService(lc *core.Lifecycle, ready, live func(context.Context) bool, names []string, cfg config) *healthService {
+func newHealthService(lc *core.Lifecycle, srv *grpc.Server, ready, live func(context.Context) bool, watches *streams) *healthService {
 	s := &healthService{
-		lc:       lc,
-		hs:       grpchealth.NewServer(),
-		ready:    ready,
-		live:     live,
-		names:    names,
-		liveness: cfg.liveness,
-		interval: cfg.interval,
-		watches:  newStreams(),
+		lc:      lc,
+		srv:     srv,
+		hs:      grpchealth.NewServer(),
+		ready:   ready,
+		live:    live,
+		watches: watches,
 	}
+	s.interval.Store(int64(watchInterval))
 	s.publishReady(false) // grpc-go starts "" as SERVING; nothing has been checked yet
-	s.hs.SetServingStatus(s.liveness, serving)
+	s.hs.SetServingStatus(livenessService, serving)
 	return s
 }
 
-func (s *healthService) isReadiness(name string) bool { return slices.Contains(s.names, name) }
+// isReadiness reports whether service reports readiness: "" and every
+// service registered on the server, whenever it was registered, but
+// grpc.health.v1 itself and the liveness service.
+func (s *healthService) isReadiness(service string) bool {
+	switch service {
+	case "":
+		return true
+	case livenessService, healthgrpc.Health_ServiceDesc.ServiceName:
+		return false
+	}
+	_, ok := s.srv.GetServiceInfo()[service]
+	return ok
+}
+
+// readinessNames returns "" and the services registered on the server
+// that report readiness.
+func (s *healthService) readinessNames() []string {
+	info := s.srv.GetServiceInfo()
+	names := make([]string, 1, len(info)+1)
+	for name := range info {
+		if name != livenessService && name != healthgrpc.Health_ServiceDesc.ServiceName {
+			names = append(names, name)
+		}
+	}
+	return names
+}
 
 // refresh evaluates the status of service, publishes it to the watchers
 // and returns it. ok is false for a name this service does not decide.
 func (s *healthService) refresh(ctx context.Context, service string) (st healthpb.HealthCheckResponse_ServingStatus, ok bool) {
 	switch {
-	case s.isReadiness(service):
-		// Check the phase first: during the hold no check needs to run.
-		return s.publishReady(s.lc.Ready() && s.ready(ctx)), true
-	case service == s.liveness:
+	case service == livenessService:
 		st := notServing
 		if s.live(ctx) {
 			st = serving
 		}
-		s.hs.SetServingStatus(s.liveness, st)
+		s.hs.SetServingStatus(livenessService, st)
 		return st, true
+	case s.isReadiness(service):
+		// Check the phase first: outside Serving no check needs to run.
+		return s.publishReady(s.lc.Phase() == core.Serving && s.ready(ctx)), true
 	}
 	return 0, false
 }
@@ -90,13 +123,14 @@ func (s *healthService) refresh(ctx context.Context, service string) (st healthp
 // Under mu, so that a slow evaluation that began before the hold cannot
 // undo it.
 func (s *healthService) publishReady(ok bool) healthpb.HealthCheckResponse_ServingStatus {
+	names := s.readinessNames()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := notServing
-	if ok && !s.held && s.lc.Ready() {
+	if ok && !s.held && s.lc.Phase() == core.Serving {
 		st = serving
 	}
-	for _, n := range s.names {
+	for _, n := range names {
 		s.hs.SetServingStatus(n, st)
 	}
 	return st
@@ -123,7 +157,7 @@ func (s *healthService) Check(ctx context.Context, in *healthpb.HealthCheckReque
 // List implements grpc.health.v1 with fresh statuses.
 func (s *healthService) List(ctx context.Context, in *healthpb.HealthListRequest) (*healthpb.HealthListResponse, error) {
 	s.refresh(ctx, "")
-	s.refresh(ctx, s.liveness)
+	s.refresh(ctx, livenessService)
 	return s.hs.List(ctx, in)
 }
 
@@ -136,7 +170,7 @@ func (s *healthService) Watch(in *healthpb.HealthCheckRequest, stream healthgrpc
 	ds := s.watches.add(stream)
 	defer s.watches.remove(ds)
 	service := in.GetService()
-	if service == s.liveness || s.isReadiness(service) {
+	if service == livenessService || s.isReadiness(service) {
 		s.startPolling()
 		defer s.stopPolling()
 		s.refresh(ds.ctx, service) // the first status sent is a fresh one
@@ -206,7 +240,7 @@ func (s *healthService) stopPolling() {
 // poll re-evaluates readiness and liveness every interval until ctx ends.
 func (s *healthService) poll(ctx context.Context, done chan<- struct{}) {
 	defer close(done)
-	t := time.NewTicker(s.interval)
+	t := time.NewTicker(time.Duration(s.interval.Load()))
 	defer t.Stop()
 	for {
 		select {
@@ -214,7 +248,7 @@ func (s *healthService) poll(ctx context.Context, done chan<- struct{}) {
 			return
 		case <-t.C:
 			s.refresh(ctx, "")
-			s.refresh(ctx, s.liveness)
+			s.refresh(ctx, livenessService)
 		}
 	}
 }

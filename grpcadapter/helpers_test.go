@@ -78,33 +78,41 @@ func ticksUntilDone(stream grpc.ServerStream) error {
 	return stream.Context().Err()
 }
 
-// env is a lifecycle, a gRPC server bound to it over bufconn, and a
-// client connection.
+// env is a lifecycle, a gRPC server built by Listen on loopback with the
+// test service registered after Listen, and a client connection.
 type env struct {
-	lc       *core.Lifecycle
-	srv      *grpc.Server
-	svc      *testService
-	conn     *grpc.ClientConn
-	health   healthpb.HealthClient
-	served   chan struct{} // closed when Serve has returned
-	serveErr error
+	lc     *core.Lifecycle
+	srv    *grpcadapter.Server
+	svc    *testService
+	conn   *grpc.ClientConn
+	health healthpb.HealthClient
+
+	cancel context.CancelFunc // ends Run's context
+	ran    chan struct{}      // closed when Run has returned
+	runErr error
 }
 
 type envConfig struct {
-	core   []core.Option
-	health []health.Option
-	bind   []grpcadapter.Option
-	noH    bool
+	core     []core.Option
+	health   []health.Option
+	grpc     []grpc.ServerOption
+	interval time.Duration // of the Watch streams, if not zero
+	noH      bool
+	// starting leaves Run to the test (e.run) and serves the server on an
+	// in-memory listener as well, which the client uses: the lifecycle's
+	// Starting phase can then be probed.
+	starting bool
+	// register registers more services, after Listen and before the
+	// server serves.
+	register func(*grpcadapter.Server)
 }
 
 func newEnv(t *testing.T, cfg envConfig) *env {
 	t.Helper()
-	lc, err := core.New(append([]core.Option{core.WithLogger(discardLogger())}, cfg.core...)...)
-	if err != nil {
-		t.Fatalf("core.New: %v", err)
-	}
+	lc := newLifecycle(t, cfg.core...)
 	var h *health.Health
 	if !cfg.noH {
+		var err error
 		if h, err = health.New(lc, append([]health.Option{health.WithLogger(discardLogger())}, cfg.health...)...); err != nil {
 			t.Fatalf("health.New: %v", err)
 		}
@@ -112,34 +120,79 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 	e := &env{lc: lc, svc: &testService{
 		work:  func(context.Context) error { return nil },
 		ticks: ticksUntilDone,
-	}, served: make(chan struct{})}
-	e.srv = grpc.NewServer(grpcadapter.ServerOptions(lc)...)
-	e.srv.RegisterService(&testServiceDesc, e.svc)
-	if err := grpcadapter.Bind(lc, e.srv, h, cfg.bind...); err != nil {
-		t.Fatalf("Bind: %v", err)
-	}
-	lis := bufconn.Listen(1 << 20)
-	go func() { e.serveErr = e.srv.Serve(lis); close(e.served) }()
-	e.conn, err = grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	}}
+	srv, err := grpcadapter.Listen(lc, "127.0.0.1:0", h, cfg.grpc...)
 	if err != nil {
+		t.Fatalf("Listen: %v", err)
+	}
+	e.srv = srv
+	srv.RegisterService(&testServiceDesc, e.svc) // after Listen, as a service does
+	if cfg.register != nil {
+		cfg.register(srv)
+	}
+	if cfg.interval > 0 {
+		grpcadapter.SetWatchInterval(srv, cfg.interval)
+	}
+	target, dialOpts := "passthrough:///"+srv.Addr.String(), []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	var memServed chan struct{}
+	if cfg.starting {
+		lis := bufconn.Listen(1 << 20)
+		memServed = make(chan struct{})
+		go func() { _ = srv.Serve(lis); close(memServed) }()
+		target = "passthrough:///bufnet"
+		dialOpts = append(dialOpts, grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }))
+	}
+	if e.conn, err = grpc.NewClient(target, dialOpts...); err != nil {
 		t.Fatalf("grpc.NewClient: %v", err)
 	}
 	e.health = healthpb.NewHealthClient(e.conn)
 	t.Cleanup(func() {
 		e.conn.Close()
-		e.srv.Stop()
-		<-e.served
-		if e.serveErr != nil {
-			t.Errorf("Serve: %v", e.serveErr)
+		if e.ran != nil {
+			e.cancel()
+			within(t, "Run to return", e.ran, hang)
+		} else {
+			// Never run: the shutdown stops the server all the same.
+			if err := lc.Shutdown(t.Context()); err != nil {
+				t.Errorf("Shutdown of a lifecycle never run: %v", err)
+			}
 		}
-		// End the lifecycle so nothing it started outlives the test.
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		_ = lc.Shutdown(ctx)
+		if memServed != nil {
+			within(t, "Serve on the in-memory listener", memServed, hang)
+		}
 	})
+	if !cfg.starting {
+		e.run(t)
+	}
 	return e
+}
+
+// run starts lc.Run and waits until the lifecycle is serving.
+func (e *env) run(t *testing.T) {
+	t.Helper()
+	var ctx context.Context
+	ctx, e.cancel = context.WithCancel(context.Background())
+	e.ran = make(chan struct{})
+	go func() { e.runErr = e.lc.Run(ctx); close(e.ran) }()
+	within(t, "Serving", e.lc.Reached(core.Serving), hang)
+}
+
+// wait waits for Run to return and returns its result.
+func (e *env) wait(t *testing.T) error {
+	t.Helper()
+	within(t, "Run to return", e.ran, hang)
+	return e.runErr
+}
+
+// newLifecycle returns a lifecycle that logs nothing, catches no signal
+// and, unless opts say otherwise, does not hold.
+func newLifecycle(t testing.TB, opts ...core.Option) *core.Lifecycle {
+	t.Helper()
+	lc, err := core.New(append([]core.Option{core.WithLogger(discardLogger()), core.WithSignals(), core.WithHold(0)}, opts...)...)
+	if err != nil {
+		t.Fatalf("core.New: %v", err)
+	}
+	return lc
 }
 
 // work calls Work and returns its error.
@@ -204,7 +257,7 @@ func next(t *testing.T, w healthpb.Health_WatchClient) healthpb.HealthCheckRespo
 }
 
 // shutdown starts the shutdown sequence in a goroutine and returns its
-// result channel.
+// result channel. ctx bounds the wait only.
 func shutdown(ctx context.Context, lc *core.Lifecycle) <-chan error {
 	done := make(chan error, 1)
 	go func() { done <- lc.Shutdown(ctx) }()

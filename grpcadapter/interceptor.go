@@ -26,18 +26,14 @@ var (
 	errEnded   = status.Error(codes.Unavailable, "lameduck: server draining, stream ended")
 )
 
-// UnaryServerInterceptor returns an interceptor that tracks each unary
-// RPC as in-flight work of lc ([core.Lifecycle.Begin]), so that the drain
-// waits for it and the drain timeout counts it as abandoned. A handler
-// that panics still ends its tracking. An RPC that arrives after the
-// drain began is refused with codes.Unavailable before the handler runs.
+// unaryInterceptor returns an interceptor that tracks each unary RPC as
+// in-flight work of lc ([core.Lifecycle.Begin]), so that the drain waits
+// for it and the drain timeout counts it as abandoned. A handler that
+// panics still ends its tracking. An RPC that arrives after the drain
+// began is refused with codes.Unavailable before the handler runs.
 // During the hold every RPC is served. Health RPCs (grpc.health.v1) are
-// neither tracked nor refused.
-//
-// The interceptor adds no allocation; put it first in the chain so that
-// it counts the time spent in the other interceptors too. See
-// [ServerOptions] to install both interceptors at once.
-func UnaryServerInterceptor(lc *core.Lifecycle) grpc.UnaryServerInterceptor {
+// neither tracked nor refused. It adds no allocation.
+func unaryInterceptor(lc *core.Lifecycle) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		if strings.HasPrefix(info.FullMethod, healthPrefix) {
 			return handler(ctx, req)
@@ -50,12 +46,12 @@ func UnaryServerInterceptor(lc *core.Lifecycle) grpc.UnaryServerInterceptor {
 	}
 }
 
-// StreamServerInterceptor returns an interceptor that tracks each
-// streaming RPC as in-flight work of lc, like [UnaryServerInterceptor],
-// and ends open streams when the drain starts: the context the handler
-// sees (ServerStream.Context) is cancelled with a cause that is a status
-// error with codes.Unavailable. A handler that then returns the context's
-// error (ctx.Err(), or a codes.Canceled status) has it replaced by that
+// streamInterceptor returns an interceptor that tracks each streaming RPC
+// as in-flight work of lc, like [unaryInterceptor], and adds it to open,
+// whose Drain ends it: the context the handler sees (ServerStream.Context)
+// is cancelled with a cause that is a status error with
+// codes.Unavailable. A handler that then returns the context's error
+// (ctx.Err(), or a codes.Canceled status) has it replaced by that
 // Unavailable status, which clients treat as retryable; other errors and
 // a nil error are passed on unchanged.
 //
@@ -63,15 +59,8 @@ func UnaryServerInterceptor(lc *core.Lifecycle) grpc.UnaryServerInterceptor {
 // a handler blocked in RecvMsg or in a flow-controlled SendMsg, so such a
 // handler should receive in a goroutine and select on the context (the
 // receiving goroutine ends when the handler returns). One that does not
-// is closed at the drain timeout.
-//
-// The interceptor registers itself with lc (see [core.Lifecycle.Register])
-// to learn when the drain starts; it starts no goroutine.
-func StreamServerInterceptor(lc *core.Lifecycle) grpc.StreamServerInterceptor {
-	open := newStreams()
-	if err := lc.Register(open); err != nil {
-		open.Drain(context.Background()) // the drain already started: end every stream at once
-	}
+// is closed at the drain timeout. The interceptor starts no goroutine.
+func streamInterceptor(lc *core.Lifecycle, open *streams) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		if strings.HasPrefix(info.FullMethod, healthPrefix) {
 			return handler(srv, ss)
@@ -86,23 +75,9 @@ func StreamServerInterceptor(lc *core.Lifecycle) grpc.StreamServerInterceptor {
 	}
 }
 
-// ServerOptions returns the grpc.ServerOptions that install
-// [UnaryServerInterceptor] and [StreamServerInterceptor] for lc, ahead of
-// the interceptors of later Chain options (grpc-go runs one set with
-// grpc.UnaryInterceptor or grpc.StreamInterceptor before any chain):
-//
-//	srv := grpc.NewServer(append(grpcadapter.ServerOptions(lc), otherOpts...)...)
-func ServerOptions(lc *core.Lifecycle) []grpc.ServerOption {
-	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(UnaryServerInterceptor(lc)),
-		grpc.ChainStreamInterceptor(StreamServerInterceptor(lc)),
-	}
-}
-
-// streams is the set of open streams that the drain ends. It is a
-// [core.Server] whose Drain cancels their contexts and returns at once:
-// waiting for them is the job of the in-flight tracking and of
-// GracefulStop.
+// streams is the set of open streams that the drain ends. Its Drain
+// cancels their contexts and returns at once: waiting for them is the job
+// of the in-flight tracking and of GracefulStop.
 type streams struct {
 	mu       sync.Mutex
 	draining bool
@@ -135,16 +110,6 @@ func (r *streams) remove(ds *drainStream) {
 	ds.cancel(context.Canceled)
 }
 
-// len returns the number of open streams.
-func (r *streams) len() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.open)
-}
-
-// Hold does nothing: streams are served during the hold.
-func (r *streams) Hold() {}
-
 // Drain ends every open stream, and every stream opened later.
 func (r *streams) Drain(context.Context) error {
 	r.mu.Lock()
@@ -159,9 +124,6 @@ func (r *streams) Drain(context.Context) error {
 	}
 	return nil
 }
-
-// Close does nothing: closing the server cancels what is left.
-func (r *streams) Close() error { return nil }
 
 // drainStream is a grpc.ServerStream whose context ends when the drain
 // starts.

@@ -2,7 +2,9 @@ package grpcadapter_test
 
 import (
 	"context"
+	"errors"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -11,36 +13,46 @@ import (
 	"github.com/lameduck/lameduck/grpcadapter"
 )
 
-func newLifecycle(t *testing.T, opts ...core.Option) *core.Lifecycle {
-	t.Helper()
-	lc, err := core.New(append([]core.Option{core.WithLogger(discardLogger())}, opts...)...)
-	if err != nil {
-		t.Fatalf("core.New: %v", err)
-	}
-	return lc
-}
+// drainTimeout is the drain timeout of the lifecycles of the interceptor
+// tests: a request still tracked is abandoned after it.
+const drainTimeout = 100 * time.Millisecond
 
 // stopped returns a lifecycle whose shutdown has finished.
 func stopped(t *testing.T) *core.Lifecycle {
 	t.Helper()
 	lc := newLifecycle(t, core.WithHold(0))
-	lc.MarkReady()
 	if err := lc.Shutdown(t.Context()); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
 	return lc
 }
 
+// abandoned runs the shutdown of lc and returns the number of requests it
+// abandoned: those still tracked, 0 if it drained.
+func abandoned(t *testing.T, lc *core.Lifecycle) int64 {
+	t.Helper()
+	err := lc.Shutdown(t.Context())
+	var fe *core.ForcedError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &fe):
+		return fe.Abandoned
+	}
+	t.Fatalf("Shutdown: %v", err)
+	return -1
+}
+
 func TestUnaryServerInterceptor(t *testing.T) {
 	work := &grpc.UnaryServerInfo{FullMethod: workMethod}
 	probe := &grpc.UnaryServerInfo{FullMethod: "/grpc.health.v1.Health/Check"}
 	cases := []struct {
-		name         string
-		stopped      bool
-		info         *grpc.UnaryServerInfo
-		wantCalled   bool
-		wantInFlight int64 // seen by the handler
-		wantCode     codes.Code
+		name          string
+		stopped       bool
+		info          *grpc.UnaryServerInfo
+		wantCalled    bool
+		wantAbandoned int64 // by a shutdown run from the handler
+		wantCode      codes.Code
 	}{
 		{"serving_tracks", false, work, true, 1, codes.OK},
 		{"health_untracked", false, probe, true, 0, codes.OK},
@@ -49,33 +61,32 @@ func TestUnaryServerInterceptor(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			lc := newLifecycle(t)
+			lc := newLifecycle(t, core.WithDrainTimeout(drainTimeout))
 			if tc.stopped {
 				lc = stopped(t)
 			}
-			called, inflight := false, int64(-1)
-			_, err := grpcadapter.UnaryServerInterceptor(lc)(t.Context(), "req", tc.info,
+			called, n := false, int64(-1)
+			_, err := grpcadapter.UnaryInterceptor(lc)(t.Context(), "req", tc.info,
 				func(context.Context, any) (any, error) {
-					called, inflight = true, lc.InFlight()
+					// The shutdown waits for the tracked handler, and
+					// abandons it at the drain timeout.
+					called, n = true, abandoned(t, lc)
 					return "resp", nil
 				})
 			wantCode(t, "interceptor", err, tc.wantCode)
 			if called != tc.wantCalled {
 				t.Errorf("handler called: got %v, want %v", called, tc.wantCalled)
 			}
-			if called && inflight != tc.wantInFlight {
-				t.Errorf("in flight in the handler: got %d, want %d", inflight, tc.wantInFlight)
-			}
-			if n := lc.InFlight(); n != 0 {
-				t.Errorf("in flight after the call: got %d, want 0", n)
+			if called && n != tc.wantAbandoned {
+				t.Errorf("abandoned by a shutdown run from the handler: got %d, want %d", n, tc.wantAbandoned)
 			}
 		})
 	}
 }
 
 func TestUnaryServerInterceptorPanic(t *testing.T) {
-	lc := newLifecycle(t)
-	icpt := grpcadapter.UnaryServerInterceptor(lc)
+	lc := newLifecycle(t, core.WithDrainTimeout(drainTimeout))
+	icpt := grpcadapter.UnaryInterceptor(lc)
 	func() {
 		defer func() {
 			if r := recover(); r != "boom" {
@@ -85,14 +96,14 @@ func TestUnaryServerInterceptorPanic(t *testing.T) {
 		_, _ = icpt(t.Context(), nil, &grpc.UnaryServerInfo{FullMethod: workMethod},
 			func(context.Context, any) (any, error) { panic("boom") })
 	}()
-	if n := lc.InFlight(); n != 0 {
-		t.Errorf("in flight after a panic: got %d, want 0", n)
+	if n := abandoned(t, lc); n != 0 {
+		t.Errorf("abandoned after a panic: got %d, want 0: the panic leaked the count", n)
 	}
 }
 
 func TestStreamServerInterceptorPanic(t *testing.T) {
-	lc := newLifecycle(t)
-	icpt := grpcadapter.StreamServerInterceptor(lc)
+	lc := newLifecycle(t, core.WithDrainTimeout(drainTimeout))
+	icpt := grpcadapter.StreamInterceptor(lc)
 	func() {
 		defer func() {
 			if r := recover(); r != "boom" {
@@ -102,15 +113,14 @@ func TestStreamServerInterceptorPanic(t *testing.T) {
 		_ = icpt(nil, fakeStream{ctx: t.Context()}, &grpc.StreamServerInfo{FullMethod: ticksMethod},
 			func(any, grpc.ServerStream) error { panic("boom") })
 	}()
-	if n := lc.InFlight(); n != 0 {
-		t.Errorf("in flight after a panic: got %d, want 0", n)
+	if n := abandoned(t, lc); n != 0 {
+		t.Errorf("abandoned after a panic: got %d, want 0: the panic leaked the count", n)
 	}
 }
 
 func TestStreamServerInterceptorAfterDrain(t *testing.T) {
 	lc := stopped(t)
-	// Built after the drain: Register fails, and streams are still refused.
-	icpt := grpcadapter.StreamServerInterceptor(lc)
+	icpt := grpcadapter.StreamInterceptor(lc)
 	called := false
 	err := icpt(nil, fakeStream{ctx: t.Context()}, &grpc.StreamServerInfo{FullMethod: ticksMethod},
 		func(any, grpc.ServerStream) error { called = true; return nil })
