@@ -29,6 +29,8 @@ var httpExamples = []struct{ name, pkg string }{
 const (
 	exitDrained = 0
 	exitForced  = 1
+	exitUsage   = 2
+	exitFailure = 4
 )
 
 // startExample runs the example with flags on a kernel-chosen port, waits
@@ -54,6 +56,8 @@ func TestContract(t *testing.T) {
 			t.Run("stuck_request_exits_1", func(t *testing.T) { t.Parallel(); testStuck(t, ex.pkg) })
 			t.Run("second_signal_exits_promptly", func(t *testing.T) { t.Parallel(); testSecondSignal(t, ex.pkg) })
 			t.Run("bad_flags", func(t *testing.T) { t.Parallel(); testBadFlags(t, ex.pkg) })
+			t.Run("port_in_use_exits_4_unready", func(t *testing.T) { t.Parallel(); testPortInUse(t, ex.pkg) })
+			t.Run("ready_after_signals", func(t *testing.T) { t.Parallel(); testReadyAfterSignals(t, ex.pkg) })
 			t.Run("otel_console_spans", func(t *testing.T) { t.Parallel(); testSpans(t, ex.pkg) })
 		})
 	}
@@ -191,7 +195,11 @@ func testBadFlags(t *testing.T, pkg string) {
 	}{
 		{"negative_hold", []string{"-hold", "-1s"}, "-hold"},
 		{"zero_drain", []string{"-drain-timeout", "0s"}, "-drain-timeout"},
-		{"budget_exceeds_grace", []string{"-hold", "20s", "-drain-timeout", "15s", "-grace", "30s"}, "exceeds -grace"},
+		{"budget_exceeds_grace", []string{"-hold", "20s", "-drain-timeout", "15s", "-grace", "30s"}, "exceeds the grace period 30s"},
+		// 10s + 15s fit in 26s, but not with core's margin of max(2s, 10%).
+		{"no_margin_left", []string{"-hold", "10s", "-drain-timeout", "15s", "-grace", "26s"}, "margin 2.6s"},
+		{"zero_grace", []string{"-grace", "0s"}, "-grace"},
+		{"empty_addr", []string{"-addr", ""}, "-addr"},
 		{"not_a_duration", []string{"-hold", "ten"}, "invalid value"},
 		{"unknown_flag", []string{"-nope"}, "not defined"},
 		{"stray_argument", []string{"extra"}, "unexpected"},
@@ -199,9 +207,8 @@ func testBadFlags(t *testing.T, pkg string) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			p := testutil.Start(t, bin, nil, append([]string{"-addr", "127.0.0.1:0"}, tc.args...)...)
-			code := p.Wait(20 * time.Second)
-			if code == 0 {
-				t.Fatalf("exit code 0, want non-zero")
+			if code := p.Wait(20 * time.Second); code != exitUsage {
+				t.Fatalf("exit code %d, want %d", code, exitUsage)
 			}
 			if !strings.Contains(p.Stderr(), tc.want) {
 				t.Errorf("stderr %q lacks %q", p.Stderr(), tc.want)
@@ -210,6 +217,59 @@ func testBadFlags(t *testing.T, pkg string) {
 				t.Errorf("listened despite bad flags")
 			}
 		})
+	}
+}
+
+// testPortInUse starts a second copy of the example on the port of a
+// running one: it must exit 4 at once, saying why, without ever being
+// ready (the trap of issue 12: a swallowed listen error made the copy log
+// "lameduck: serving" with no listener and exit 0 on SIGTERM). The first
+// copy is not disturbed.
+func testPortInUse(t *testing.T, pkg string) {
+	first, base := startExample(t, pkg, nil, "-hold", "0s", "-drain-timeout", "5s")
+	addr := strings.TrimPrefix(base, "http://")
+	second := testutil.Start(t, testutil.BuildBinary(t, pkg), nil, "-addr", addr, "-hold", "0s", "-drain-timeout", "5s")
+	if code := second.Wait(20 * time.Second); code != exitFailure {
+		t.Errorf("second copy on %s: exit code %d, want %d", addr, code, exitFailure)
+	}
+	log := second.Stderr()
+	if !strings.Contains(log, "address already in use") {
+		t.Errorf("second copy's stderr lacks the listen error:\n%s", log)
+	}
+	for _, never := range []string{"lameduck: serving", "lameduck: waiting for signals", "msg=listening"} {
+		if strings.Contains(log, never) {
+			t.Errorf("second copy logged %q despite the port in use:\n%s", never, log)
+		}
+	}
+	if r := testutil.Get(t, testutil.NewClient(t), base+"/readyz"); r.Status != http.StatusOK {
+		t.Errorf("first copy's readyz = %d, want 200", r.Status)
+	}
+	first.Signal(syscall.SIGTERM)
+	if code := first.Wait(20 * time.Second); code != exitDrained {
+		t.Errorf("first copy: exit code %d, want %d", code, exitDrained)
+	}
+}
+
+// testReadyAfterSignals checks the order of issue 12: the service becomes
+// ready (core logs "lameduck: serving") only once its signals are caught
+// and it listens, so that a SIGTERM can never find a ready service that
+// cannot shut down; and not before, so /readyz never passes early.
+func testReadyAfterSignals(t *testing.T, pkg string) {
+	p, _ := startExample(t, pkg, nil, "-hold", "0s", "-drain-timeout", "5s")
+	log := p.Stderr()
+	listening := strings.Index(log, "msg=listening")
+	signals := strings.Index(log, "lameduck: waiting for signals")
+	serving := strings.Index(log, "lameduck: serving")
+	if listening < 0 || signals < 0 || serving < 0 || !(listening < serving && signals < serving) {
+		t.Errorf("log order: listening at %d, waiting for signals at %d, serving at %d; want serving last:\n%s",
+			listening, signals, serving, log)
+	}
+	if n := strings.Count(log, "lameduck: serving"); n != 1 {
+		t.Errorf("%d \"lameduck: serving\" lines, want 1", n)
+	}
+	p.Signal(syscall.SIGTERM)
+	if code := p.Wait(20 * time.Second); code != exitDrained {
+		t.Errorf("exit code %d, want %d", code, exitDrained)
 	}
 }
 

@@ -8,36 +8,221 @@
 // /readyz/<check>) and GET|POST /work?ms=N, which waits N ms and answers
 // "ok". On SIGTERM or SIGINT readiness fails at once, every request is
 // still served for -hold (with "Connection: close"), then the listener
-// closes and in-flight requests drain for at most -drain-timeout. Exit
-// status: 0 drained, 1 drain timed out and work was abandoned, 2 bad
-// flags, 3 a second signal forced the exit. With OTEL_TRACES_EXPORTER=console
+// closes and in-flight requests drain for at most -drain-timeout. With
+// -admin-addr, GET /prestop on that separate listener is the Kubernetes
+// preStop trigger. Exit status: 0 drained, 1 drain timed out and work was
+// abandoned, 2 bad flags, 3 a second signal forced the exit, 4 the service
+// could not listen or a server failed. With OTEL_TRACES_EXPORTER=console
 // the shutdown spans are printed to stdout.
 //
-// The router is the only part that is chi's; service.RunHTTP serves it
-// with an *http.Server bound to the lifecycle, exactly as examples/gin.
+// Everything is in this file, top to bottom, using only the public API:
+// copy it. examples/gin is the same program with a gin router.
 package main
 
 import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"os"
+	"strconv"
+	"time"
 
 	"github.com/go-chi/chi/v5"
+	"go.opentelemetry.io/contrib/exporters/autoexport"
+	"go.opentelemetry.io/otel"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/lameduck/lameduck/chiadapter"
 	"github.com/lameduck/lameduck/core"
-	"github.com/lameduck/lameduck/examples/internal/service"
 	"github.com/lameduck/lameduck/health"
 )
 
-func main() { os.Exit(service.RunHTTP("chi", os.Args[1:], router)) }
+// Exit statuses of the example contract.
+const (
+	exitDrained = 0 // every request finished
+	exitForced  = 1 // the drain timed out and work was abandoned
+	exitUsage   = 2 // bad flags; nothing was started
+	exitSignal  = 3 // a second signal cut the shutdown short
+	exitFailure = 4 // the service could not listen, or a server failed
+)
 
-// router returns the chi router with the lifecycle's middleware, the
-// health routes and /work.
-func router(lc *core.Lifecycle, h *health.Health) http.Handler {
+func main() { os.Exit(run()) }
+
+func run() int {
+	addr := flag.String("addr", ":8080", "`address` to listen on (host:port; port 0 picks a free port, logged as addr=…)")
+	hold := flag.Duration("hold", 10*time.Second, "how long to keep serving after SIGTERM while load balancers converge (readiness fails at once)")
+	drain := flag.Duration("drain-timeout", 15*time.Second, "how long the drain may wait for in-flight requests before they are abandoned (exit 1)")
+	grace := flag.Duration("grace", 30*time.Second, "the pod's terminationGracePeriodSeconds: hold + drain-timeout + margin must fit in it")
+	adminAddr := flag.String("admin-addr", "", "`address` of an admin listener serving the preStop trigger at /prestop (off when empty; never expose it publicly)")
+	flag.Usage = usage
+	flag.Parse() // exits 2 on a bad flag
+	fail := func(code int, err error) int {
+		fmt.Fprintln(os.Stderr, "chi:", err)
+		return code
+	}
+	if err := checkFlags(*addr, *hold, *drain, *grace); err != nil {
+		return fail(exitUsage, err) // before anything listens
+	}
+
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	flush, err := setupTelemetry(context.Background())
+	if err != nil {
+		return fail(exitUsage, err)
+	}
+	defer flush() // every return below flushes the spans
+
+	lc, err := core.New(core.WithHold(*hold), core.WithDrainTimeout(*drain), core.WithGracePeriod(*grace), core.WithLogger(logger))
+	if err != nil {
+		return fail(exitUsage, err)
+	}
+	h, err := health.New(lc, health.WithLogger(logger))
+	if err != nil {
+		return fail(exitUsage, err)
+	}
+
 	r := chi.NewRouter()
-	r.Use(chiadapter.Middleware(lc))
-	chiadapter.Mount(r, h)
-	r.Get("/work", service.Work)
-	r.Post("/work", service.Work)
-	return r
+	r.Get("/work", work)
+	r.Post("/work", work)
+	// Listen now: a port in use is an error here, before anything is ready.
+	// The probes (/healthz, /livez, /readyz) are served by h, untracked.
+	bound, err := chiadapter.Listen(lc, *addr, r, h)
+	if err != nil {
+		return fail(exitFailure, err)
+	}
+	logger.Info("listening", "addr", bound.String())
+
+	if *adminAddr != "" {
+		// The preStop trigger takes the service down: only on a listener
+		// of its own, which no Service exposes.
+		mux := http.NewServeMux()
+		mux.Handle("GET /prestop", lc.PreStopHandler())
+		admin := &http.Server{Addr: *adminAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		if err := lc.ListenHTTP(admin, nil); err != nil {
+			return fail(exitFailure, err)
+		}
+		logger.Info("admin listening", "admin_addr", admin.Addr)
+	}
+
+	// Run serves, catches SIGTERM and SIGINT, only then marks the service
+	// ready, and returns when it has shut down.
+	return exitCode(lc.Run(context.Background()))
+}
+
+func usage() {
+	fmt.Fprint(flag.CommandLine.Output(), "Usage of chi:\n\nA demo service that shuts down the lameduck way: on SIGTERM or SIGINT\n"+
+		"readiness fails, requests are served for -hold, then in-flight work drains\n"+
+		"for at most -drain-timeout. Exit 0: drained; 1: work abandoned; 3: second signal.\n\n")
+	flag.PrintDefaults()
+}
+
+// checkFlags checks the flags before anything listens.
+func checkFlags(addr string, hold, drain, grace time.Duration) error {
+	switch {
+	case flag.NArg() > 0:
+		return fmt.Errorf("unexpected arguments: %q", flag.Args())
+	case addr == "":
+		return errors.New("-addr must not be empty")
+	case hold < 0:
+		return fmt.Errorf("-hold must not be negative, got %v", hold)
+	case drain <= 0:
+		return fmt.Errorf("-drain-timeout must be positive, got %v", drain)
+	case grace <= 0:
+		return fmt.Errorf("-grace must be positive, got %v", grace)
+	}
+	// The rule core.New applies with WithGracePeriod: hold + drain timeout
+	// + margin ≤ grace, or the kubelet would SIGKILL mid-drain.
+	if err := core.CheckBudget(grace, hold, drain); err != nil {
+		return fmt.Errorf("-hold, -drain-timeout and -grace: %w", err)
+	}
+	return nil
+}
+
+// exitCode maps the result of Run to the exit status.
+func exitCode(err error) int {
+	switch _, forced := err.(*core.ForcedError); {
+	case err == nil:
+		return exitDrained
+	case errors.Is(err, core.ErrSecondSignal):
+		return exitSignal
+	case forced: // exactly a ForcedError: the drain timed out, nothing else failed
+		return exitForced
+	}
+	return exitFailure // a server failed (its error may be joined with a ForcedError)
+}
+
+// work serves GET|POST /work?ms=N: it waits N milliseconds (or until the
+// client goes away) and answers 200 "ok". A missing or bad N is a 400.
+func work(w http.ResponseWriter, r *http.Request) {
+	const maxMS = 3_600_000 // an hour
+	n, err := strconv.ParseInt(r.URL.Query().Get("ms"), 10, 64)
+	if err != nil || n < 0 || n > maxMS {
+		http.Error(w, fmt.Sprintf("ms must be a whole number of milliseconds from 0 to %d", maxMS), http.StatusBadRequest)
+		return
+	}
+	t := time.NewTimer(time.Duration(n) * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-r.Context().Done():
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = io.WriteString(w, "ok\n")
+}
+
+// setupTelemetry installs the OpenTelemetry SDK as the global providers,
+// with exporters chosen by the standard environment variables through
+// autoexport: OTEL_TRACES_EXPORTER=console prints spans to stdout,
+// OTEL_EXPORTER_OTLP_ENDPOINT sends them to a collector. With none of
+// them set it installs nothing, so a plain run never tries to reach a
+// collector. The returned function flushes and stops the providers.
+func setupTelemetry(ctx context.Context) (flush func(), err error) {
+	var stops []func(context.Context) error
+	if configured("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+		exp, err := autoexport.NewSpanExporter(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("traces exporter: %w", err)
+		}
+		if !autoexport.IsNoneSpanExporter(exp) {
+			tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp))
+			otel.SetTracerProvider(tp)
+			stops = append(stops, tp.Shutdown)
+		}
+	}
+	if configured("OTEL_METRICS_EXPORTER", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") {
+		r, err := autoexport.NewMetricReader(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("metrics exporter: %w", err)
+		}
+		if !autoexport.IsNoneMetricReader(r) {
+			mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(r))
+			otel.SetMeterProvider(mp)
+			stops = append(stops, mp.Shutdown)
+		}
+	}
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for _, stop := range stops {
+			if err := stop(ctx); err != nil {
+				fmt.Fprintf(os.Stderr, "telemetry flush: %v\n", err)
+			}
+		}
+	}, nil
+}
+
+// configured reports whether the exporter variable or an OTLP endpoint is
+// set in the environment.
+func configured(exporterVar, endpointVar string) bool {
+	for _, k := range []string{exporterVar, endpointVar, "OTEL_EXPORTER_OTLP_ENDPOINT"} {
+		if os.Getenv(k) != "" {
+			return true
+		}
+	}
+	return false
 }

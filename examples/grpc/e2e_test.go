@@ -35,6 +35,7 @@ const (
 	exitForced  = 1
 	exitUsage   = 2
 	exitSignal  = 3
+	exitFailure = 4
 
 	// hang bounds waits that only a bug makes long.
 	hang = 30 * time.Second
@@ -314,7 +315,8 @@ func TestBadFlags(t *testing.T) {
 	}{
 		{"negative_hold", "-hold must not be negative", []string{"-hold", "-1s"}},
 		{"zero_drain_timeout", "-drain-timeout must be positive", []string{"-drain-timeout", "0s"}},
-		{"over_grace", "exceeds -grace", []string{"-hold", "20s", "-drain-timeout", "15s", "-grace", "30s"}},
+		{"over_grace", "exceeds the grace period 30s", []string{"-hold", "20s", "-drain-timeout", "15s", "-grace", "30s"}},
+		{"no_margin_left", "margin 2.6s", []string{"-hold", "10s", "-drain-timeout", "15s", "-grace", "26s"}},
 		{"not_a_duration", "invalid value", []string{"-hold", "soon"}},
 		{"unknown_flag", "not defined", []string{"-nope"}},
 	}
@@ -328,6 +330,95 @@ func TestBadFlags(t *testing.T) {
 				t.Errorf("stderr %q: want %q and no listening", p.Stderr(), tc.want)
 			}
 		})
+	}
+}
+
+// TestPortInUse: a second copy on the port of a running one exits 4 at
+// once, saying why, and is never ready (issue 12: a listen error must not
+// be swallowed); the first copy goes on serving.
+func TestPortInUse(t *testing.T) {
+	t.Parallel()
+	first, addr := start(t, nil, "-hold", "0s", "-drain-timeout", "5s")
+	second := testutil.Start(t, testutil.BuildBinary(t, pkg), nil, "-addr", addr, "-hold", "0s", "-drain-timeout", "5s")
+	if code := second.Wait(hang); code != exitFailure {
+		t.Errorf("second copy on %s: exit code %d, want %d", addr, code, exitFailure)
+	}
+	log := second.Stderr()
+	if !strings.Contains(log, "address already in use") {
+		t.Errorf("second copy's stderr lacks the listen error:\n%s", log)
+	}
+	for _, never := range []string{"lameduck: serving", "lameduck: waiting for signals", "msg=listening"} {
+		if strings.Contains(log, never) {
+			t.Errorf("second copy logged %q despite the port in use:\n%s", never, log)
+		}
+	}
+	if err := within(t, "Work(0) on the first copy", work(dial(t, addr), 0)); err != nil {
+		t.Errorf("first copy: Work = %v, want OK", err)
+	}
+	first.Signal(syscall.SIGTERM)
+	if code := first.Wait(hang); code != exitDrained {
+		t.Errorf("first copy: exit code %d, want %d", code, exitDrained)
+	}
+}
+
+// TestReadyAfterSignals: the service becomes ready ("lameduck: serving")
+// only after it listens and catches its signals, and the demo service,
+// registered after grpcadapter.Listen, answers SERVING as soon as it is.
+func TestReadyAfterSignals(t *testing.T) {
+	t.Parallel()
+	p, addr := start(t, nil, "-hold", "0s", "-drain-timeout", "5s")
+	log := p.Stderr()
+	listening := strings.Index(log, "msg=listening")
+	signals := strings.Index(log, "lameduck: waiting for signals")
+	serving := strings.Index(log, "lameduck: serving")
+	if listening < 0 || signals < 0 || serving < 0 || !(listening < serving && signals < serving) {
+		t.Errorf("log order: listening at %d, waiting for signals at %d, serving at %d; want serving last:\n%s",
+			listening, signals, serving, log)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), hang)
+	defer cancel()
+	hc := healthpb.NewHealthClient(dial(t, addr))
+	for _, service := range []string{"", "lameduck.demo.Demo", "liveness"} {
+		r, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: service})
+		if err != nil || r.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Errorf("Check(%q) once ready = %v, %v; want SERVING", service, r.GetStatus(), err)
+		}
+	}
+	p.Signal(syscall.SIGTERM)
+	if code := p.Wait(hang); code != exitDrained {
+		t.Errorf("exit code %d, want %d", code, exitDrained)
+	}
+}
+
+// TestAdmin: with -admin-addr, GET /prestop on the admin listener starts
+// the shutdown of the gRPC service; it answers when the hold is over, and
+// with nothing in flight the process then drains and exits 0 by itself.
+// (examples/prestop_test.go checks that a SIGTERM during the drain joins
+// the sequence.)
+func TestAdmin(t *testing.T) {
+	t.Parallel()
+	const hold = time.Second
+	p, addr := start(t, nil, "-admin-addr", "127.0.0.1:0", "-hold", hold.String(), "-drain-timeout", "5s")
+	admin := "http://" + p.LogValue("admin listening", "admin_addr", hang)
+	ctx, cancel := context.WithTimeout(t.Context(), hang)
+	defer cancel()
+	hc := healthpb.NewHealthClient(dial(t, addr))
+	start := time.Now()
+	r := testutil.Get(t, testutil.NewClient(t), admin+"/prestop")
+	if r.Status != 200 || time.Since(start) < hold {
+		t.Errorf("preStop = %d after %v, want 200 when the %v hold is over", r.Status, time.Since(start), hold)
+	}
+	if !strings.Contains(p.Stderr(), "trigger=prestop") {
+		t.Errorf("log lacks trigger=prestop")
+	}
+	if res, err := hc.Check(ctx, &healthpb.HealthCheckRequest{}); err == nil && res.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("readiness after the preStop = SERVING, want NOT_SERVING or unavailable")
+	}
+	if code := p.Wait(hang); code != exitDrained {
+		t.Errorf("exit code %d, want %d", code, exitDrained)
+	}
+	if n := strings.Count(p.Stderr(), "lameduck: holding"); n != 1 {
+		t.Errorf("%d holds, want 1", n)
 	}
 }
 

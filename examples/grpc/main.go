@@ -11,9 +11,15 @@
 // health turns NOT_SERVING at once (Check and Watch) while every RPC is
 // still served for -hold; then open streams end with UNAVAILABLE,
 // GracefulStop refuses new RPCs and in-flight ones drain for at most
-// -drain-timeout. Exit status: 0 drained, 1 drain timed out and work was
-// abandoned, 2 bad flags, 3 a second signal forced the exit. With
-// OTEL_TRACES_EXPORTER=console the shutdown spans are printed to stdout.
+// -drain-timeout. With -admin-addr, GET /prestop on that separate HTTP
+// listener is the Kubernetes preStop trigger. Exit status: 0 drained, 1
+// drain timed out and work was abandoned, 2 bad flags, 3 a second signal
+// forced the exit, 4 the service could not listen or a server failed.
+// With OTEL_TRACES_EXPORTER=console the shutdown spans are printed to
+// stdout.
+//
+// Everything but the demo service is in this file, top to bottom, using
+// only the public API: copy it.
 //
 // Probe it with grpc-health-probe (go install
 // github.com/grpc-ecosystem/grpc-health-probe@v0.4.62), as the kubelet's
@@ -25,75 +31,184 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
-	"net"
+	"log/slog"
+	"net/http"
 	"os"
+	"time"
 
-	"google.golang.org/grpc"
+	"go.opentelemetry.io/contrib/exporters/autoexport"
+	"go.opentelemetry.io/otel"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/lameduck/lameduck/core"
-	"github.com/lameduck/lameduck/examples/internal/service"
 	"github.com/lameduck/lameduck/grpcadapter"
 	"github.com/lameduck/lameduck/health"
 )
 
-func main() { os.Exit(run(os.Args[1:])) }
+// Exit statuses of the example contract.
+const (
+	exitDrained = 0 // every request finished
+	exitForced  = 1 // the drain timed out and work was abandoned
+	exitUsage   = 2 // bad flags; nothing was started
+	exitSignal  = 3 // a second signal cut the shutdown short
+	exitFailure = 4 // the service could not listen, or a server failed
+)
 
-func run(args []string) int {
-	cfg, err := service.ParseFlags("grpc", ":9090", args, os.Stderr)
-	if err != nil {
-		return service.ExitUsage // ParseFlags has said why
-	}
-	logger := service.Logger()
-	flush, err := service.SetupTelemetry(context.Background())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "grpc:", err)
-		return service.ExitUsage
-	}
-	defer flush()
+func main() { os.Exit(run()) }
 
-	lc, err := core.New(cfg.Options(logger)...)
-	if err != nil {
+func run() int {
+	addr := flag.String("addr", ":9090", "`address` to listen on (host:port; port 0 picks a free port, logged as addr=…)")
+	hold := flag.Duration("hold", 10*time.Second, "how long to keep serving after SIGTERM while load balancers converge (readiness fails at once)")
+	drain := flag.Duration("drain-timeout", 15*time.Second, "how long the drain may wait for in-flight RPCs before they are abandoned (exit 1)")
+	grace := flag.Duration("grace", 30*time.Second, "the pod's terminationGracePeriodSeconds: hold + drain-timeout + margin must fit in it")
+	adminAddr := flag.String("admin-addr", "", "`address` of an admin listener serving the preStop trigger at /prestop (off when empty; never expose it publicly)")
+	flag.Usage = usage
+	flag.Parse() // exits 2 on a bad flag
+	fail := func(code int, err error) int {
 		fmt.Fprintln(os.Stderr, "grpc:", err)
-		return service.ExitUsage
+		return code
+	}
+	if err := checkFlags(*addr, *hold, *drain, *grace); err != nil {
+		return fail(exitUsage, err) // before anything listens
+	}
+
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	flush, err := setupTelemetry(context.Background())
+	if err != nil {
+		return fail(exitUsage, err)
+	}
+	defer flush() // every return below flushes the spans
+
+	lc, err := core.New(core.WithHold(*hold), core.WithDrainTimeout(*drain), core.WithGracePeriod(*grace), core.WithLogger(logger))
+	if err != nil {
+		return fail(exitUsage, err)
 	}
 	h, err := health.New(lc, health.WithLogger(logger))
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "grpc:", err)
-		return service.ExitUsage
+		return fail(exitUsage, err)
 	}
 
-	srv := grpc.NewServer(grpcadapter.ServerOptions(lc)...)
-	srv.RegisterService(&demoDesc, nil)
-	if err := grpcadapter.Bind(lc, srv, h); err != nil {
-		fmt.Fprintln(os.Stderr, "grpc:", err)
-		return service.ExitFailure
-	}
-	ln, err := net.Listen("tcp", cfg.Addr)
+	// Listen now: a port in use is an error here, before anything is ready.
+	// The server comes with lameduck's interceptors and grpc.health.v1
+	// (readiness for "" and every registered service, "liveness").
+	srv, err := grpcadapter.Listen(lc, *addr, h)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "grpc:", err)
-		return service.ExitFailure
+		return fail(exitFailure, err)
 	}
-	logger.Info("listening", "addr", ln.Addr().String())
-	stopAdmin, err := service.ServeAdmin(cfg.AdminAddr, lc, logger)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "grpc:", err)
-		return service.ExitFailure
-	}
-	defer stopAdmin()
+	logger.Info("listening", "addr", srv.Addr.String())
+	srv.RegisterService(&demoDesc, nil) // see demo.go
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		// Serve returns nil once the drain has stopped the server.
-		if err := srv.Serve(ln); err != nil {
-			logger.Error("serve", "err", err)
-			cancel() // shut down rather than linger unable to serve
+	if *adminAddr != "" {
+		// The preStop trigger takes the service down: only on a listener
+		// of its own, which no Service exposes.
+		mux := http.NewServeMux()
+		mux.Handle("GET /prestop", lc.PreStopHandler())
+		admin := &http.Server{Addr: *adminAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		if err := lc.ListenHTTP(admin, nil); err != nil {
+			return fail(exitFailure, err)
 		}
-	}()
-	go func() {
-		<-lc.Running() // a signal before Run catches it would kill the process
-		lc.MarkReady()
-	}()
-	return service.ExitCode(lc.Run(ctx))
+		logger.Info("admin listening", "admin_addr", admin.Addr)
+	}
+
+	// Run serves, catches SIGTERM and SIGINT, only then marks the service
+	// ready, and returns when it has shut down.
+	return exitCode(lc.Run(context.Background()))
+}
+
+func usage() {
+	fmt.Fprint(flag.CommandLine.Output(), "Usage of grpc:\n\nA demo service that shuts down the lameduck way: on SIGTERM or SIGINT\n"+
+		"readiness fails, RPCs are served for -hold, then in-flight work drains\n"+
+		"for at most -drain-timeout. Exit 0: drained; 1: work abandoned; 3: second signal.\n\n")
+	flag.PrintDefaults()
+}
+
+// checkFlags checks the flags before anything listens.
+func checkFlags(addr string, hold, drain, grace time.Duration) error {
+	switch {
+	case flag.NArg() > 0:
+		return fmt.Errorf("unexpected arguments: %q", flag.Args())
+	case addr == "":
+		return errors.New("-addr must not be empty")
+	case hold < 0:
+		return fmt.Errorf("-hold must not be negative, got %v", hold)
+	case drain <= 0:
+		return fmt.Errorf("-drain-timeout must be positive, got %v", drain)
+	case grace <= 0:
+		return fmt.Errorf("-grace must be positive, got %v", grace)
+	}
+	// The rule core.New applies with WithGracePeriod: hold + drain timeout
+	// + margin ≤ grace, or the kubelet would SIGKILL mid-drain.
+	if err := core.CheckBudget(grace, hold, drain); err != nil {
+		return fmt.Errorf("-hold, -drain-timeout and -grace: %w", err)
+	}
+	return nil
+}
+
+// exitCode maps the result of Run to the exit status.
+func exitCode(err error) int {
+	switch _, forced := err.(*core.ForcedError); {
+	case err == nil:
+		return exitDrained
+	case errors.Is(err, core.ErrSecondSignal):
+		return exitSignal
+	case forced: // exactly a ForcedError: the drain timed out, nothing else failed
+		return exitForced
+	}
+	return exitFailure // a server failed (its error may be joined with a ForcedError)
+}
+
+// setupTelemetry installs the OpenTelemetry SDK as the global providers,
+// with exporters chosen by the standard environment variables through
+// autoexport: OTEL_TRACES_EXPORTER=console prints spans to stdout,
+// OTEL_EXPORTER_OTLP_ENDPOINT sends them to a collector. With none of
+// them set it installs nothing, so a plain run never tries to reach a
+// collector. The returned function flushes and stops the providers.
+func setupTelemetry(ctx context.Context) (flush func(), err error) {
+	var stops []func(context.Context) error
+	if configured("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+		exp, err := autoexport.NewSpanExporter(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("traces exporter: %w", err)
+		}
+		if !autoexport.IsNoneSpanExporter(exp) {
+			tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp))
+			otel.SetTracerProvider(tp)
+			stops = append(stops, tp.Shutdown)
+		}
+	}
+	if configured("OTEL_METRICS_EXPORTER", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") {
+		r, err := autoexport.NewMetricReader(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("metrics exporter: %w", err)
+		}
+		if !autoexport.IsNoneMetricReader(r) {
+			mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(r))
+			otel.SetMeterProvider(mp)
+			stops = append(stops, mp.Shutdown)
+		}
+	}
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for _, stop := range stops {
+			if err := stop(ctx); err != nil {
+				fmt.Fprintf(os.Stderr, "telemetry flush: %v\n", err)
+			}
+		}
+	}, nil
+}
+
+// configured reports whether the exporter variable or an OTLP endpoint is
+// set in the environment.
+func configured(exporterVar, endpointVar string) bool {
+	for _, k := range []string{exporterVar, endpointVar, "OTEL_EXPORTER_OTLP_ENDPOINT"} {
+		if os.Getenv(k) != "" {
+			return true
+		}
+	}
+	return false
 }

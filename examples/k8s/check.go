@@ -3,6 +3,7 @@ package k8s
 import (
 	"bytes"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"slices"
@@ -14,14 +15,14 @@ import (
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
 
-	"github.com/lameduck/lameduck/examples/internal/service"
+	"github.com/lameduck/lameduck/core"
 )
 
 // Probe endpoints of the examples (DESIGN.md sections 3 and 5).
 const (
 	readinessPath   = "/readyz"
 	preStopPath     = "/prestop"
-	livenessService = "liveness" // grpcadapter.DefaultLivenessService
+	livenessService = "liveness" // the liveness service of grpcadapter.Listen
 )
 
 var livenessPaths = []string{"/healthz", "/livez"}
@@ -32,25 +33,14 @@ const (
 	defaultGRPCAddr = ":9090"
 )
 
-// MinMargin is the least time [Check] requires between the end of the
-// drain timeout and the kubelet's SIGKILL. A margin is needed because the
-// drain timeout is not the end: after it the process closes what is left,
-// flushes its telemetry and exits, the kubelet's SIGTERM comes a moment
-// after the preStop hook ends, and a container throttled at its CPU limit
-// runs its timers late. Two seconds covers these on a healthy node.
-const MinMargin = 2 * time.Second
-
-// MarginPercent is the share of the grace period [Check] requires as the
-// margin when it is larger than [MinMargin]: the delays above grow with
-// the load of a node, and a long budget is spent on a busier node more
-// often than not.
-const MarginPercent = 10
-
-// Margin returns the margin [Check] requires for a grace period: the
-// larger of [MinMargin] and [MarginPercent] of it.
-func Margin(grace time.Duration) time.Duration {
-	return max(MinMargin, grace*MarginPercent/100)
-}
+// margin returns the margin that [core.CheckBudget] requires for a grace
+// period, max(2 s, 10 % of grace), for display only: whether a budget fits
+// is for core.CheckBudget to say ([Budget.Fits]). A margin is needed
+// because the drain timeout is not the end: after it the process closes
+// what is left, flushes its telemetry and exits, the kubelet's SIGTERM
+// comes a moment after the preStop hook ends, and a container throttled
+// at its CPU limit runs its timers late.
+func margin(grace time.Duration) time.Duration { return max(2*time.Second, grace/10) }
 
 // A Budget is the shutdown timeline of one container, from the moment the
 // kubelet starts terminating its pod.
@@ -66,7 +56,7 @@ type Budget struct {
 	PreStopTime time.Duration
 	// Hold and DrainTimeout are the container's -hold and -drain-timeout.
 	Hold, DrainTimeout time.Duration
-	// Margin is what [Margin] requires for Grace.
+	// Margin is the margin core.CheckBudget requires for Grace.
 	Margin time.Duration
 	// Grace is the pod's terminationGracePeriodSeconds.
 	Grace time.Duration
@@ -78,15 +68,65 @@ type Budget struct {
 // exceed Grace.
 func (b Budget) Total() time.Duration { return b.PreStopTime + b.Hold + b.DrainTimeout + b.Margin }
 
+// Fits reports whether the budget fits in the grace period, by the rule
+// of [core.CheckBudget], the one the example services apply to their own
+// flags: the time before the hold (the preStop sleep) counts as hold.
+func (b Budget) Fits() bool {
+	return core.CheckBudget(b.Grace, b.PreStopTime+b.Hold, b.DrainTimeout) == nil
+}
+
 // String returns the budget as a sum, such as
 // "chi/chi: preStop none 0s + hold 10s + drain 15s + margin 3s = 28s ≤ grace 30s".
 func (b Budget) String() string {
 	op := "≤"
-	if b.Total() > b.Grace {
+	if !b.Fits() {
 		op = ">"
 	}
 	return fmt.Sprintf("%s/%s: preStop %s %v + hold %v + drain %v + margin %v = %v %s grace %v",
 		b.Deployment, b.Container, b.PreStop, b.PreStopTime, b.Hold, b.DrainTimeout, b.Margin, b.Total(), op, b.Grace)
+}
+
+// exampleFlags is the command line of the example services (DESIGN.md
+// section 5; see examples/chi/main.go).
+type exampleFlags struct {
+	Addr, AdminAddr           string
+	Hold, DrainTimeout, Grace time.Duration
+}
+
+// parseExampleFlags parses a container's args as the example services
+// parse their command line, with their defaults, and rejects the values
+// they reject before listening, but for the budget, which the caller
+// checks with core.CheckBudget. flag's own errors are written to stderr.
+func parseExampleFlags(name, defaultAddr string, args []string, stderr *bytes.Buffer) (exampleFlags, error) {
+	var f exampleFlags
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.Addr, "addr", defaultAddr, "")
+	fs.DurationVar(&f.Hold, "hold", 10*time.Second, "")
+	fs.DurationVar(&f.DrainTimeout, "drain-timeout", 15*time.Second, "")
+	fs.DurationVar(&f.Grace, "grace", 30*time.Second, "")
+	fs.StringVar(&f.AdminAddr, "admin-addr", "", "")
+	fs.Usage = func() {}
+	if err := fs.Parse(args); err != nil {
+		return f, err
+	}
+	var err error
+	switch {
+	case fs.NArg() > 0:
+		err = fmt.Errorf("unexpected arguments: %q", fs.Args())
+	case f.Addr == "":
+		err = errors.New("-addr must not be empty")
+	case f.Hold < 0:
+		err = fmt.Errorf("-hold must not be negative, got %v", f.Hold)
+	case f.DrainTimeout <= 0:
+		err = fmt.Errorf("-drain-timeout must be positive, got %v", f.DrainTimeout)
+	case f.Grace <= 0:
+		err = fmt.Errorf("-grace must be positive, got %v", f.Grace)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+	}
+	return f, err
 }
 
 // manifest is one file's decoded objects.
@@ -274,7 +314,7 @@ func (m *manifest) checkContainer(d deployment, c container) (*Budget, container
 		defaultAddr = defaultGRPCAddr
 	}
 	var stderr bytes.Buffer
-	cfg, err := service.ParseFlags(c.Name, defaultAddr, c.Args, &stderr)
+	cfg, err := parseExampleFlags(c.Name, defaultAddr, c.Args, &stderr)
 	if err != nil {
 		return nil, ports, fmt.Errorf("args %q: %s", c.Args, strings.TrimSpace(stderr.String()))
 	}
@@ -307,11 +347,11 @@ func (m *manifest) checkContainer(d deployment, c container) (*Budget, container
 		Deployment: d.Metadata.Name, Container: c.Name,
 		PreStop: kind, PreStopTime: preStop,
 		Hold: cfg.Hold, DrainTimeout: cfg.DrainTimeout,
-		Margin: Margin(grace), Grace: grace, ProcessGrace: cfg.Grace,
+		Margin: margin(grace), Grace: grace, ProcessGrace: cfg.Grace,
 	}
-	if b.Total() > b.Grace {
+	if !b.Fits() {
 		fail("timing budget %v: the kubelet SIGKILLs before the drain timeout plus margin; "+
-			"raise terminationGracePeriodSeconds to at least %v or shorten the hold or drain", b, ceilSeconds(b.Total()))
+			"raise terminationGracePeriodSeconds to at least %v or shorten the hold or drain", b, b.minGrace())
 	}
 	// The kubelet's grace period counts from the start of the preStop
 	// hook and SIGTERM comes after it, so the process gets the grace
@@ -322,7 +362,23 @@ func (m *manifest) checkContainer(d deployment, c container) (*Budget, container
 		fail("-grace %v, want terminationGracePeriodSeconds %v - preStop %v = %v: the process must know when SIGKILL comes",
 			cfg.Grace, grace, preStop, want)
 	}
+	// The process checks its flags with the same rule and exits 2 when
+	// they do not fit. With -grace as required above, a budget that fits
+	// the pod fits the process too; this catches the others.
+	if err := core.CheckBudget(cfg.Grace, cfg.Hold, cfg.DrainTimeout); err != nil && b.Fits() {
+		fail("args %q: the example exits 2: %v", c.Args, err)
+	}
 	return b, ports, errors.Join(errs...)
+}
+
+// minGrace returns the shortest whole-second grace period in which the
+// budget fits, by core.CheckBudget.
+func (b Budget) minGrace() time.Duration {
+	g := ceilSeconds(b.PreStopTime + b.Hold + b.DrainTimeout + margin(b.Grace))
+	for core.CheckBudget(g, b.PreStopTime+b.Hold, b.DrainTimeout) != nil {
+		g += time.Second
+	}
+	return g
 }
 
 func ceilSeconds(d time.Duration) time.Duration {
@@ -391,7 +447,7 @@ func (c container) checkProbe(p *probe, port int, liveness bool) error {
 
 // preStopChoice classifies the container's preStop hook and returns the
 // time it adds before SIGTERM.
-func preStopChoice(c container, cfg service.Config, adminPort int) (string, time.Duration, error) {
+func preStopChoice(c container, cfg exampleFlags, adminPort int) (string, time.Duration, error) {
 	if c.Lifecycle == nil || c.Lifecycle.PreStop == nil {
 		if adminPort != 0 {
 			return "", 0, errors.New("-admin-addr serves the preStop trigger, but no preStop hook calls it")

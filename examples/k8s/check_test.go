@@ -1,6 +1,7 @@
 package k8s_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lameduck/lameduck/core"
 	"github.com/lameduck/lameduck/examples/k8s"
 )
 
@@ -88,7 +90,9 @@ func TestCheckRejects(t *testing.T) {
 			[]string{"terminationGracePeriodSeconds: 30", "terminationGracePeriodSeconds: 26", "-grace=30s", "-grace=26s"},
 			"timing budget lameduck-chi/chi: preStop none 0s + hold 10s + drain 15s + margin 2.6s = 27.6s > grace 26s"},
 		{"flags_over_grace", "chi.yaml",
-			[]string{"-drain-timeout=15s", "-drain-timeout=25s"}, "exceeds -grace"},
+			[]string{"-drain-timeout=15s", "-drain-timeout=25s"}, "margin 3s = 38s > grace 30s"},
+		{"process_grace_too_short", "chi.yaml",
+			[]string{"-grace=30s", "-grace=20s"}, "the example exits 2: lameduck: hold 10s + drain timeout 15s + margin 2s = 27s exceeds the grace period 20s"},
 		{"grace_flag_disagrees", "chi.yaml",
 			[]string{"-grace=30s", "-grace=40s"}, "-grace 40s, want terminationGracePeriodSeconds 30s"},
 		{"grace_not_set", "chi.yaml",
@@ -188,20 +192,43 @@ func TestCheckRejects(t *testing.T) {
 	}
 }
 
-func TestMargin(t *testing.T) {
+// TestBudgetAgreesWithCore checks that Check decides as core.CheckBudget
+// does, at the boundary: a budget whose printed total is exactly the
+// grace period fits, one a millisecond longer does not.
+func TestBudgetAgreesWithCore(t *testing.T) {
+	data, err := os.ReadFile("chi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
-		name        string
-		grace, want time.Duration
+		grace, hold time.Duration
+		fits        bool
+		want        string
 	}{
-		{"short_grace_gets_the_minimum", 10 * time.Second, 2 * time.Second},
-		{"twenty_seconds_is_the_crossover", 20 * time.Second, 2 * time.Second},
-		{"default_grace", 30 * time.Second, 3 * time.Second},
-		{"long_grace_scales", 120 * time.Second, 12 * time.Second},
+		{20 * time.Second, 3 * time.Second, true, "hold 3s + drain 15s + margin 2s = 20s ≤ grace 20s"},
+		{20 * time.Second, 3001 * time.Millisecond, false, "hold 3.001s + drain 15s + margin 2s = 20.001s > grace 20s"},
+		{30 * time.Second, 12 * time.Second, true, "hold 12s + drain 15s + margin 3s = 30s ≤ grace 30s"},
+		{30 * time.Second, 12001 * time.Millisecond, false, "hold 12.001s + drain 15s + margin 3s = 30.001s > grace 30s"},
+		{2 * time.Minute, 93 * time.Second, true, "hold 1m33s + drain 15s + margin 12s = 2m0s ≤ grace 2m0s"},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := k8s.Margin(tc.grace); got != tc.want {
-				t.Errorf("Margin(%v) = %v, want %v", tc.grace, got, tc.want)
+		t.Run(tc.want, func(t *testing.T) {
+			s := strings.NewReplacer(
+				"terminationGracePeriodSeconds: 30", fmt.Sprintf("terminationGracePeriodSeconds: %d", int(tc.grace.Seconds())),
+				"-grace=30s", "-grace="+tc.grace.String(),
+				"-hold=10s", "-hold="+tc.hold.String(),
+			).Replace(string(data))
+			budgets, err := k8s.Check([]byte(s))
+			if len(budgets) != 1 {
+				t.Fatalf("%d budgets, want 1 (%v)", len(budgets), err)
+			}
+			b := budgets[0]
+			if !strings.Contains(b.String(), tc.want) {
+				t.Errorf("budget %q, want %q", b, tc.want)
+			}
+			coreFits := core.CheckBudget(tc.grace, tc.hold, b.DrainTimeout) == nil
+			if b.Fits() != tc.fits || coreFits != tc.fits || (err == nil) != tc.fits {
+				t.Errorf("Fits() = %v, core.CheckBudget passes: %v, Check error %v; want fits = %v", b.Fits(), coreFits, err, tc.fits)
 			}
 		})
 	}

@@ -32,7 +32,9 @@
 //
 // where the preStop term is the sleep of a sleep or exec hook (a preStop
 // trigger's hold is the hold itself) and the margin is 2 s or 10 % of the
-// grace period, whichever is larger; that -grace is the time the process
+// grace period, whichever is larger: the rule of core.CheckBudget, which
+// decides, the one the example services apply to their own flags (and
+// that core.New applies with WithGracePeriod); that -grace is the time the process
 // really gets between SIGTERM and SIGKILL; that the rollout never removes
 // a ready pod before its replacement is ready; that readiness, liveness
 // and startup probes hit the right endpoints on the serving port; that a

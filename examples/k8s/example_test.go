@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/lameduck/lameduck/examples/k8s"
 )
@@ -46,14 +45,4 @@ func ExampleCheck_sigkill() {
 	fmt.Println(err)
 	// Output:
 	// k8s: Deployment lameduck-chi: container chi: timing budget lameduck-chi/chi: preStop none 0s + hold 10s + drain 15s + margin 2.6s = 27.6s > grace 26s: the kubelet SIGKILLs before the drain timeout plus margin; raise terminationGracePeriodSeconds to at least 28s or shorten the hold or drain
-}
-
-func ExampleMargin() {
-	for _, grace := range []time.Duration{10 * time.Second, 30 * time.Second, 2 * time.Minute} {
-		fmt.Printf("grace %v: margin %v\n", grace, k8s.Margin(grace))
-	}
-	// Output:
-	// grace 10s: margin 2s
-	// grace 30s: margin 3s
-	// grace 2m0s: margin 12s
 }

@@ -54,6 +54,9 @@ func backendMain(behaviour string, args []string) int {
 		os.Exit(backendOrphaned)
 	}()
 
+	if behaviour == behaviourLameduck {
+		return serveLameduck(*hold, *drain, logger)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		logger.Error("listen", "err", err)
@@ -66,8 +69,6 @@ func backendMain(behaviour string, args []string) int {
 		return serveUntilKilled(srv, mux, ln, logger)
 	case behaviourShutdown:
 		return serveShutdown(srv, mux, ln, *drain, logger)
-	case behaviourLameduck:
-		return serveLameduck(srv, mux, ln, *hold, *drain, logger)
 	}
 	logger.Error("unknown behaviour")
 	ln.Close()
@@ -124,58 +125,45 @@ func serveShutdown(srv *http.Server, mux *http.ServeMux, ln net.Listener, drain 
 
 // serveLameduck serves with a core.Lifecycle: readiness fails at SIGTERM,
 // everything is served for the hold (with "Connection: close"), then the
-// drain.
-func serveLameduck(srv *http.Server, mux *http.ServeMux, ln net.Listener, hold, drain time.Duration, logger *slog.Logger) int {
+// drain. ListenHTTP listens at once; Run serves, catches the signals and
+// only then marks the backend ready.
+func serveLameduck(hold, drain time.Duration, logger *slog.Logger) int {
 	lc, err := core.New(core.WithHold(hold), core.WithDrainTimeout(drain), core.WithLogger(logger))
 	if err != nil {
 		logger.Error("lifecycle", "err", err)
-		ln.Close()
 		return backendUsage
 	}
 	h, err := health.New(lc, health.WithLogger(logger))
 	if err != nil {
 		logger.Error("health", "err", err)
-		ln.Close()
 		return backendUsage
 	}
-	h.Install(mux)
-	mux.Handle("/work", lc.Middleware(http.HandlerFunc(work)))
-	if err := lc.BindHTTP(srv); err != nil {
-		logger.Error("bind", "err", err)
-		ln.Close()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/work", work)
+	srv := &http.Server{Addr: "127.0.0.1:0", Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if err := lc.ListenHTTP(srv, h); err != nil { // h serves /healthz, /livez and /readyz
+		logger.Error("listen", "err", err)
 		return backendFailure
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("serve", "err", err)
-			cancel()
-		}
-	}()
-	go func() {
-		<-lc.Running() // a SIGTERM before Run catches it would kill us
-		lc.MarkReady()
-	}()
-	announce(ln)
-	return exitCode(lc.Run(ctx))
+	fmt.Println(srv.Addr) // announce: the demo then polls /readyz
+	return exitCode(lc.Run(context.Background()))
 }
 
 // exitCode maps the result of core.Lifecycle.Run to an exit status.
 func exitCode(err error) int {
-	switch {
+	switch _, forced := err.(*core.ForcedError); {
 	case err == nil:
 		return backendDrained
 	case errors.Is(err, core.ErrSecondSignal):
 		return backendSignal
+	case forced: // exactly a ForcedError: the drain timed out
+		return backendForced
 	}
-	return backendForced
+	return backendFailure // a server failed
 }
 
 // work serves GET|POST /work?ms=N: it waits N milliseconds and answers
-// 200 "ok", as the example services do (examples/internal/service, which
-// is not imported here: its OpenTelemetry SDK would triple the demo's
-// build time).
+// 200 "ok", as the example services do.
 func work(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
 		w.Header().Set("Allow", "GET, POST")

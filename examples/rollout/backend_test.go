@@ -46,7 +46,8 @@ func TestExitCode(t *testing.T) {
 		{"drained", nil, backendDrained},
 		{"drain_timeout", &core.ForcedError{Abandoned: 1, Cause: core.ErrDrainTimeout}, backendForced},
 		{"second_signal", &core.ForcedError{Cause: fmt.Errorf("%w SIGTERM", core.ErrSecondSignal)}, backendSignal},
-		{"other", errors.New("x"), backendForced},
+		{"server_failed", errors.New("x"), backendFailure},
+		{"server_failed_and_forced", errors.Join(errors.New("x"), &core.ForcedError{Cause: core.ErrDrainTimeout}), backendFailure},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -15,7 +15,7 @@
 //
 // It does so for three server behaviours: exit (no SIGTERM handler),
 // shutdown (http.Server.Shutdown as soon as SIGTERM arrives, the common Go
-// pattern) and lameduck (core.Lifecycle with health and BindHTTP); and
+// pattern) and lameduck (core.Lifecycle with health and ListenHTTP); and
 // behind two load balancers: l4, a TCP proxy that picks a backend per
 // connection and leaves established keep-alive connections where they
 // are, as kube-proxy and conntrack do, and l7, an HTTP reverse proxy that
