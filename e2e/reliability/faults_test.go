@@ -40,48 +40,55 @@ func recoverer(next http.Handler) http.Handler {
 }
 
 // TestPanickingHandlers sends panicking and well-behaved requests at
-// once through each stack, with and without a recovery middleware, in
-// both orders. Whatever the stack, the in-flight count must come back to
-// exactly zero, a request parked across the drain must be answered and
-// the drain must finish by itself.
+// once through each stack, with and without a recovery middleware.
+// Whatever the stack, the in-flight count must come back to exactly
+// zero, a request parked across the drain must be answered and the drain
+// must finish by itself. The lifecycle's tracking is always the outermost
+// layer now (ListenHTTP and the adapters' Listen wrap the handler), so a
+// recovery middleware can only be inside it.
 func TestPanickingHandlers(t *testing.T) {
 	const panics, oks = 50, 50
-	type stack func(l *core.Lifecycle, boom, ok, park http.HandlerFunc) http.Handler
-	nethttp := func(wrap func(http.Handler) http.Handler, outer bool) stack {
-		return func(l *core.Lifecycle, boom, ok, park http.HandlerFunc) http.Handler {
+	// A stack listens with l for the three handlers and returns its URL.
+	type stack func(t *testing.T, l *lifecycle, boom, ok, park http.HandlerFunc) string
+	nethttp := func(wrap func(http.Handler) http.Handler) stack {
+		return func(t *testing.T, l *lifecycle, boom, ok, park http.HandlerFunc) string {
 			mux := http.NewServeMux()
 			mux.Handle("/boom", boom)
 			mux.Handle("/ok", ok)
 			mux.Handle("/park", park)
-			switch {
-			case wrap == nil:
-				return l.Middleware(mux)
-			case outer:
-				return wrap(l.Middleware(mux))
-			default:
-				return l.Middleware(wrap(mux))
+			var h http.Handler = mux
+			if wrap != nil {
+				h = wrap(mux)
 			}
+			return listen(t, l, h, nil).url
 		}
 	}
-	chiStack := func(l *core.Lifecycle, boom, ok, park http.HandlerFunc) http.Handler {
+	chiStack := func(t *testing.T, l *lifecycle, boom, ok, park http.HandlerFunc) string {
 		r := chi.NewRouter()
-		r.Use(recoverer, chiadapter.Middleware(l))
+		r.Use(recoverer)
 		r.Get("/boom", boom)
 		r.Get("/ok", ok)
 		r.Get("/park", park)
-		return r
+		addr, err := chiadapter.Listen(l.Lifecycle, "127.0.0.1:0", r, nil)
+		if err != nil {
+			t.Fatalf("chiadapter.Listen: %v", err)
+		}
+		return "http://" + addr.String()
 	}
 	ginStack := func(recovery bool) stack {
-		return func(l *core.Lifecycle, boom, ok, park http.HandlerFunc) http.Handler {
+		return func(t *testing.T, l *lifecycle, boom, ok, park http.HandlerFunc) string {
 			r := gin.New()
 			if recovery {
 				r.Use(gin.RecoveryWithWriter(io.Discard))
 			}
-			r.Use(ginadapter.Middleware(l))
 			r.GET("/boom", gin.WrapF(boom))
 			r.GET("/ok", gin.WrapF(ok))
 			r.GET("/park", gin.WrapF(park))
-			return r
+			addr, err := ginadapter.Listen(l.Lifecycle, "127.0.0.1:0", r, nil)
+			if err != nil {
+				t.Fatalf("ginadapter.Listen: %v", err)
+			}
+			return "http://" + addr.String()
 		}
 	}
 	for _, tc := range []struct {
@@ -90,11 +97,10 @@ func TestPanickingHandlers(t *testing.T) {
 		abort     bool // panic with http.ErrAbortHandler
 		recovered bool // the panicking request gets a 500
 	}{
-		{"net/http without recovery", nethttp(nil, false), false, false},
-		{"net/http ErrAbortHandler", nethttp(nil, false), true, false},
-		{"recovery inside the lifecycle middleware", nethttp(recoverer, false), false, true},
-		{"recovery outside the lifecycle middleware", nethttp(recoverer, true), false, true},
-		{"recovery outside, ErrAbortHandler", nethttp(recoverer, true), true, false},
+		{"net/http without recovery", nethttp(nil), false, false},
+		{"net/http ErrAbortHandler", nethttp(nil), true, false},
+		{"net/http with recovery", nethttp(recoverer), false, true},
+		{"net/http with recovery, ErrAbortHandler", nethttp(recoverer), true, false},
 		{"chi with recovery", chiStack, false, true},
 		{"gin with Recovery", ginStack(true), false, true},
 		{"gin without recovery", ginStack(false), false, false},
@@ -110,10 +116,10 @@ func TestPanickingHandlers(t *testing.T) {
 			}
 			ok := func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") }
 			park := func(w http.ResponseWriter, _ *http.Request) { parked.park(); _, _ = io.WriteString(w, "parked") }
-			s := serve(t, l, tc.stack(l, boom, ok, park), nil)
-			l.MarkReady()
+			url := tc.stack(t, l, boom, ok, park)
+			rn, _ := start(t, l)
 			c := testutil.NewClient(t)
-			parkRes := testutil.DoAsync(c, http.MethodGet, s.url+"/park")
+			parkRes := testutil.DoAsync(c, http.MethodGet, url+"/park")
 			parked.waitStarted(t, 1)
 
 			results := make([]testutil.Response, panics+oks)
@@ -123,7 +129,7 @@ func TestPanickingHandlers(t *testing.T) {
 				if i < panics {
 					path = "/boom"
 				}
-				wg.Go(func() { results[i] = testutil.Do(c, http.MethodGet, s.url+path) })
+				wg.Go(func() { results[i] = testutil.Do(c, http.MethodGet, url+path) })
 			}
 			wg.Wait()
 			for i, r := range results {
@@ -146,13 +152,16 @@ func TestPanickingHandlers(t *testing.T) {
 				t.Fatalf("InFlight after %d panics with one request parked: got %d, want 1", panics, got)
 			}
 			res := shutdownAsync(t.Context(), l)
-			recv(t, l.Draining(), "Draining()")
+			recv(t, l.Reached(core.Draining), "Reached(Draining)")
 			close(parked.release)
 			if r := recv(t, parkRes, "the parked answer"); r.Err != nil || r.Body != "parked" {
 				t.Fatalf("parked request: got %d %q %v", r.Status, r.Body, r.Err)
 			}
 			if err := recv(t, res, "Shutdown"); err != nil {
 				t.Fatalf("Shutdown: got %v, want nil", err)
+			}
+			if err := rn.wait(t); err != nil {
+				t.Fatalf("Run: got %v, want nil", err)
 			}
 			if got := l.InFlight(); got != 0 {
 				t.Errorf("InFlight after the drain: got %d, want 0", got)
@@ -192,7 +201,7 @@ func TestHijackedConnections(t *testing.T) {
 		}
 		defer conn.Close()
 		started <- struct{}{}
-		<-l.Draining()
+		<-l.Reached(core.Draining)
 	})
 	mux.HandleFunc("/ignore", func(w http.ResponseWriter, r *http.Request) {
 		conn := hijack(w)
@@ -213,12 +222,12 @@ func TestHijackedConnections(t *testing.T) {
 		go func() {
 			defer ended.Done()
 			defer conn.Close()
-			<-l.Draining()
+			<-l.Reached(core.Draining)
 		}()
 		started <- struct{}{}
 	})
-	s := serve(t, l, l.Middleware(mux), nil)
-	l.MarkReady()
+	s := listen(t, l, mux, nil)
+	start(t, l)
 	ended.Add(watching + ignoring + handedOff)
 	var clients []net.Conn
 	defer func() {
@@ -308,11 +317,11 @@ func TestHandlersIgnoringContext(t *testing.T) {
 			})
 			mux.HandleFunc("/good", func(w http.ResponseWriter, r *http.Request) {
 				started <- struct{}{}
-				<-l.Draining()
+				<-l.Reached(core.Draining)
 				_, _ = io.WriteString(w, "good")
 			})
-			s := serve(t, l, l.Middleware(mux), tc.configure)
-			l.MarkReady()
+			s := listen(t, l, mux, tc.configure)
+			start(t, l)
 			c := tc.client(t)
 			var ignored, goods []<-chan testutil.Response
 			for range ignoring {

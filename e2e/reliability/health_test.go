@@ -18,7 +18,6 @@ import (
 
 	"github.com/lameduck/lameduck/chiadapter"
 	"github.com/lameduck/lameduck/core"
-	"github.com/lameduck/lameduck/ginadapter"
 	"github.com/lameduck/lameduck/health"
 	"github.com/lameduck/lameduck/internal/testutil"
 )
@@ -51,7 +50,7 @@ func TestProbeStormCached(t *testing.T) {
 	const n = 2000
 	var calls atomic.Int32
 	l := newLifecycle(t, core.WithHold(time.Hour), core.WithDrainTimeout(time.Minute))
-	h, err := health.New(l, health.WithLogger(quiet), health.WithCacheTTL(time.Minute), health.WithTimeout(10*time.Second),
+	h, err := health.New(l.Lifecycle, health.WithLogger(quiet), health.WithCacheTTL(time.Minute), health.WithTimeout(10*time.Second),
 		health.WithReadinessChecks(health.NamedCheck("db", func(ctx context.Context) error {
 			calls.Add(1)
 			select {
@@ -64,27 +63,29 @@ func TestProbeStormCached(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := chi.NewRouter()
-	r.Use(chiadapter.Middleware(l))
-	chiadapter.Mount(r, h)
-	s := serve(t, l, r, nil)
-	l.MarkReady()
+	r := chi.NewRouter() // no routes: the probes are the lifecycle's
+	addr, err := chiadapter.Listen(l.Lifecycle, "127.0.0.1:0", r, h)
+	if err != nil {
+		t.Fatalf("chiadapter.Listen: %v", err)
+	}
+	url := "http://" + addr.String()
+	rn, _ := start(t, l)
 
-	start := time.Now()
-	for i, res := range storm(t, s.url, n, "/readyz", "/readyz/db", "/readyz?verbose") {
+	begin := time.Now()
+	for i, res := range storm(t, url, n, "/readyz", "/readyz/db", "/readyz?verbose") {
 		if res.Err != nil || res.Status != http.StatusOK {
 			t.Fatalf("probe %d: got %d %q %v, want 200", i, res.Status, res.Body, res.Err)
 		}
 	}
-	t.Logf("%d concurrent readiness probes (cache on) in %v: %d dependency call(s)", n, time.Since(start).Round(time.Millisecond), calls.Load())
+	t.Logf("%d concurrent readiness probes (cache on) in %v: %d dependency call(s)", n, time.Since(begin).Round(time.Millisecond), calls.Load())
 	if got := calls.Load(); got != 1 {
 		t.Errorf("dependency calls for %d probes with the cache on: got %d, want 1", n, got)
 	}
 
 	ctx, cancel := context.WithCancel(t.Context())
 	res := shutdownAsync(ctx, l)
-	recv(t, l.Holding(), "Holding()")
-	for i, r := range storm(t, s.url, n, "/healthz", "/readyz", "/livez") {
+	recv(t, l.Reached(core.Holding), "Reached(Holding)")
+	for i, r := range storm(t, url, n, "/healthz", "/readyz", "/livez") {
 		want := http.StatusOK
 		if i%3 == 1 {
 			want = http.StatusServiceUnavailable
@@ -96,8 +97,15 @@ func TestProbeStormCached(t *testing.T) {
 	if got := l.InFlight(); got != 0 {
 		t.Errorf("InFlight after probe storms: got %d, want 0 (probes are not tracked)", got)
 	}
-	cancel()
-	forced(t, recv(t, res, "Shutdown"), context.Canceled, 0)
+	cancel() // ends Shutdown's wait, not the hour's hold
+	if err := recv(t, res, "Shutdown"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Shutdown with its ctx ended: got %v, want context.Canceled", err)
+	}
+	if p := l.Phase(); p != core.Holding {
+		t.Fatalf("phase once Shutdown's ctx ended: got %v, want %v", p, core.Holding)
+	}
+	l.Force(errCleanup)
+	forced(t, rn.wait(t), errCleanup, 0)
 }
 
 // TestHangingCheckOverHTTP: a check that ignores its context and never
@@ -109,7 +117,7 @@ func TestHangingCheckOverHTTP(t *testing.T) {
 	var calls atomic.Int32
 	unblock := make(chan struct{})
 	l := newLifecycle(t, core.WithHold(0), core.WithDrainTimeout(time.Minute))
-	h, err := health.New(l, health.WithLogger(quiet), health.WithTimeout(timeout),
+	h, err := health.New(l.Lifecycle, health.WithLogger(quiet), health.WithTimeout(timeout),
 		health.WithReadinessChecks(health.NamedCheck("db", func(context.Context) error {
 			calls.Add(1)
 			<-unblock // ignores its context
@@ -119,13 +127,11 @@ func TestHangingCheckOverHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer close(unblock) // the hung run then ends in the background
-	mux := http.NewServeMux()
-	h.Install(mux)
-	s := serve(t, l, l.Middleware(mux), nil)
-	l.MarkReady()
-	start := time.Now()
+	s := listenProbes(t, l, http.NewServeMux(), h, nil)
+	start(t, l)
+	begin := time.Now()
 	answers := storm(t, s.url, n, "/readyz", "/readyz/db?verbose", "/readyz?verbose")
-	took := time.Since(start)
+	took := time.Since(begin)
 	for i, r := range answers {
 		if r.Err != nil || r.Status != http.StatusServiceUnavailable {
 			t.Fatalf("probe %d: got %d %v, want 503", i, r.Status, r.Err)
@@ -146,36 +152,39 @@ func TestHangingCheckOverHTTP(t *testing.T) {
 	t.Logf("%d probes of a hung check answered 503 in %v (timeout %v)", n, took.Round(time.Millisecond), timeout)
 }
 
-// healthRouters returns the three routers a service mounts its health
-// routes on, each behind the lifecycle's middleware, with a fallback
-// that marks its answers.
-func healthRouters(l *core.Lifecycle, h *health.Health) map[string]http.Handler {
+// healthRouters listens with l for the three routers a service serves,
+// each with h as its probes and a fallback that marks its answers, and
+// returns the handlers ListenHTTP serves them with (the lifecycle's
+// request tracking and probe routing around the router), to call in
+// process. chiadapter.Listen and ginadapter.Listen are this ListenHTTP
+// call.
+func healthRouters(t testing.TB, l *lifecycle, h *health.Health) map[string]http.Handler {
 	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-App", "1")
 		http.NotFound(w, r)
 	})
 	mux := http.NewServeMux()
-	h.Install(mux)
 	mux.Handle("/", app)
 
 	cr := chi.NewRouter()
-	cr.Use(chiadapter.Middleware(l))
-	chiadapter.Mount(cr, h)
 	cr.NotFound(app)
 	cr.MethodNotAllowed(app)
 
 	gr := gin.New()
-	gr.Use(ginadapter.Middleware(l))
-	ginadapter.Mount(gr, h)
 	gr.NoRoute(gin.WrapH(app))
-	return map[string]http.Handler{"servemux": l.Middleware(mux), "chi": cr, "gin": gr}
+	out := map[string]http.Handler{}
+	for name, rt := range map[string]http.Handler{"servemux": mux, "chi": cr, "gin": gr} {
+		out[name] = listenProbes(t, l, rt, h, nil).srv.Handler
+	}
+	return out
 }
 
-// drainingHealth returns a lifecycle held in the drain, and a Health on
-// it with failing and panicking checks whose messages hold the secret.
-func drainingHealth(t testing.TB) (*core.Lifecycle, *health.Health) {
+// drainingHealth returns a lifecycle held in the drain, the handlers of
+// healthRouters, and a Health with failing and panicking checks whose
+// messages hold the secret.
+func drainingHealth(t testing.TB) (*lifecycle, map[string]http.Handler) {
 	l := newLifecycle(t, core.WithHold(0), core.WithDrainTimeout(time.Hour))
-	h, err := health.New(l, health.WithLogger(quiet), health.WithTimeout(time.Minute),
+	h, err := health.New(l.Lifecycle, health.WithLogger(quiet), health.WithTimeout(time.Minute),
 		health.WithReadinessChecks(
 			health.NamedCheck("db", func(context.Context) error { return errors.New(secret) }),
 			health.NamedCheck("cache", func(context.Context) error { return nil }),
@@ -186,35 +195,48 @@ func drainingHealth(t testing.TB) (*core.Lifecycle, *health.Health) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.MarkReady()
+	routers := healthRouters(t, l, h)
+	start(t, l)
 	if !l.Begin() { // keeps the drain going until cleanup
 		t.Fatal("Begin: got false")
 	}
-	done := make(chan error, 1)
-	go func() { done <- l.Shutdown(context.Background()) }()
-	<-l.Draining()
-	if c, ok := t.(interface{ Cleanup(func()) }); ok {
-		c.Cleanup(func() { l.End(); <-done })
-	}
-	return l, h
+	done := shutdownAsync(context.Background(), l)
+	recv(t, l.Reached(core.Draining), "Reached(Draining)")
+	t.Cleanup(func() {
+		l.End()
+		if err := recv(t, done, "Shutdown"); err != nil {
+			t.Errorf("Shutdown: got %v, want nil", err)
+		}
+	})
+	return l, routers
 }
 
-// FuzzHealthRoutes sends any request target to the health routes as the
-// three routers mount them, behind the lifecycle's middleware, during the
-// drain. Invariants: no panic; the failure reasons never in a body; a
-// body of at most 10 KiB; an answer from a health handler only for a
-// path that core.IsProbePath exempts (else the kubelet's probes would be
-// tracked and refused during the drain); a refusal (503 with
-// Retry-After) only for a path it does not exempt.
+// probePath is ListenHTTP's documented rule: /healthz, /livez and /readyz
+// and their sub-paths are the probes handler's.
+func probePath(path string) bool {
+	for _, p := range []string{"/healthz", "/livez", "/readyz"} {
+		if path == p || strings.HasPrefix(path, p+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// FuzzHealthRoutes sends any request target, during the drain, to the
+// three routers as ListenHTTP serves them with a Health as probes.
+// Invariants: no panic; the failure reasons never in a body; a body of at
+// most 10 KiB; a probe path (see [probePath]) is answered by the health
+// handler, neither refused nor routed to the app, whatever the router;
+// /metrics is the app's, not refused; every other path is refused with
+// 503 and Retry-After before the app sees it (the drain has started).
 //
 // Seeds are in testdata/fuzz/FuzzHealthRoutes; run with
 // go test -run='^$' -fuzz=FuzzHealthRoutes ./e2e/reliability/
 func FuzzHealthRoutes(f *testing.F) {
-	for _, s := range []string{"/readyz", "/readyz?verbose&exclude=db", "/readyz/db", "/livez/deadlock?verbose", "/healthz/"} {
+	for _, s := range []string{"/readyz", "/readyz?verbose&exclude=db", "/readyz/db", "/livez/deadlock?verbose", "/healthz/", "/metrics", "/ops/healthz"} {
 		f.Add(s)
 	}
-	l, h := drainingHealth(f)
-	routers := healthRouters(l, h)
+	_, routers := drainingHealth(f)
 	f.Fuzz(func(t *testing.T, target string) {
 		req, err := http.ReadRequest(bufio.NewReader(strings.NewReader("GET " + target + " HTTP/1.1\r\nHost: x\r\n\r\n")))
 		if err != nil {
@@ -232,14 +254,21 @@ func FuzzHealthRoutes(f *testing.F) {
 			if len(body) > 10<<10 {
 				t.Fatalf("%s: body of %d bytes, more than the kubelet reads", what, len(body))
 			}
-			fromHealth := rec.Header().Get("Cache-Control") == "no-store" && rec.Header().Get("X-App") == ""
-			if fromHealth && !core.IsProbePath(req.URL.Path) {
-				t.Fatalf("%s: answered %d by a health handler, but IsProbePath(%q) is false: the probe is tracked and refused during the drain",
-					what, rec.Code, req.URL.Path)
-			}
+			fromApp := rec.Header().Get("X-App") != ""
 			refused := rec.Code == http.StatusServiceUnavailable && rec.Header().Get("Retry-After") != ""
-			if refused && core.IsProbePath(req.URL.Path) {
-				t.Fatalf("%s: a probe path refused during the drain", what)
+			switch {
+			case probePath(req.URL.Path):
+				if refused || fromApp {
+					t.Fatalf("%s: a probe path answered %d (refused %v, by the app %v), want the health handler's answer", what, rec.Code, refused, fromApp)
+				}
+			case req.URL.Path == "/metrics":
+				if refused || !fromApp {
+					t.Fatalf("%s: /metrics answered %d (refused %v, by the app %v), want the app's answer, untracked", what, rec.Code, refused, fromApp)
+				}
+			default:
+				if !refused || fromApp || rec.Header().Get("Retry-After") != "1" {
+					t.Fatalf("%s: answered %d (by the app %v) during the drain, want 503 with Retry-After: 1", what, rec.Code, fromApp)
+				}
 			}
 		}
 	})

@@ -24,7 +24,7 @@ import (
 const margin = 5 * time.Second
 
 // onNew returns a ConnState hook that reports each new connection, to
-// install before BindHTTP chains it.
+// install before ListenHTTP chains it.
 func onNew(ch chan<- time.Time) func(*http.Server) {
 	return func(s *http.Server) {
 		s.ConnState = func(_ net.Conn, st http.ConnState) {
@@ -61,8 +61,8 @@ func TestNeverReadingClient(t *testing.T) {
 		well.park()
 		_, _ = io.WriteString(w, "ok")
 	})
-	s := serve(t, l, l.Middleware(mux), nil)
-	l.MarkReady()
+	s := listen(t, l, mux, nil)
+	start(t, l)
 
 	hostile, err := net.Dial("tcp", s.addr)
 	if err != nil {
@@ -78,7 +78,7 @@ func TestNeverReadingClient(t *testing.T) {
 
 	start := time.Now()
 	res := shutdownAsync(t.Context(), l)
-	recv(t, l.Draining(), "Draining()")
+	recv(t, l.Reached(core.Draining), "Reached(Draining)")
 	close(well.release)
 	if r := recv(t, wellRes, "the well-behaved answer"); r.Err != nil || r.Status != http.StatusOK || r.Body != "ok" {
 		t.Fatalf("well-behaved client: got %d %q %v, want 200 ok", r.Status, r.Body, r.Err)
@@ -128,11 +128,11 @@ func TestSlowlorisTrickle(t *testing.T) {
 	l := newLifecycle(t, core.WithHold(0), core.WithDrainTimeout(time.Minute))
 	well := newParker(1)
 	accepted := make(chan time.Time, 4)
-	s := serve(t, l, l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s := listen(t, l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		well.park()
 		_, _ = io.WriteString(w, "ok")
-	})), onNew(accepted))
-	l.MarkReady()
+	}), onNew(accepted))
+	start(t, l)
 	wellRes := testutil.DoAsync(testutil.NewClient(t), http.MethodGet, s.url+"/work")
 	recv(t, accepted, "the well-behaved connection")
 	well.waitStarted(t, 1)
@@ -149,7 +149,7 @@ func TestSlowlorisTrickle(t *testing.T) {
 	go func() { trickled <- trickle(conn, stop) }()
 
 	res := shutdownAsync(t.Context(), l)
-	recv(t, l.Draining(), "Draining()")
+	recv(t, l.Reached(core.Draining), "Reached(Draining)")
 	close(well.release)
 	if r := recv(t, wellRes, "the well-behaved answer"); r.Err != nil || r.Status != http.StatusOK {
 		t.Fatalf("well-behaved client: got %d %v, want 200", r.Status, r.Err)
@@ -177,10 +177,10 @@ func TestSlowClientFinishingDuringDrain(t *testing.T) {
 	l := newLifecycle(t, core.WithHold(0), core.WithDrainTimeout(time.Minute))
 	accepted := make(chan time.Time, 2)
 	var served atomic.Int32
-	s := serve(t, l, l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s := listen(t, l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		served.Add(1)
-	})), onNew(accepted))
-	l.MarkReady()
+	}), onNew(accepted))
+	start(t, l)
 	conn, err := net.Dial("tcp", s.addr)
 	if err != nil {
 		t.Fatal(err)
@@ -191,7 +191,7 @@ func TestSlowClientFinishingDuringDrain(t *testing.T) {
 	}
 	acceptedAt := recv(t, accepted, "the connection")
 	res := shutdownAsync(t.Context(), l)
-	recv(t, l.Draining(), "Draining()")
+	recv(t, l.Reached(core.Draining), "Reached(Draining)")
 	if _, err := io.WriteString(conn, "\r\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +203,7 @@ func TestSlowClientFinishingDuringDrain(t *testing.T) {
 			t.Skipf("the head was finished %v after the accept, past the grace %v (loaded machine): %v", late, core.NewConnGrace, err)
 		}
 		// net/http drops, unanswered, a request it reads after Shutdown;
-		// BindHTTP keeps the listeners open until such heads are in.
+		// ListenHTTP's drain keeps the listener open until such heads are in.
 		t.Fatalf("head finished %v after the accept, within the grace: got %v, want a 503", late, err)
 	}
 	resp.Body.Close()
@@ -224,7 +224,8 @@ func TestSlowClientFinishingDuringDrain(t *testing.T) {
 // well-behaved request is in flight. Every storm request must end — a
 // full 200 or 503, or a connection error, never a truncated body or a
 // hang — the drain must finish by itself, and the well-behaved request
-// must get its answer. Once Serve has returned, connections are refused.
+// must get its answer. Once the drain has closed the listener, connections
+// are refused.
 func TestConnectStormDuringDrain(t *testing.T) {
 	const workers, perWorker = 8, 250
 	l := newLifecycle(t, core.WithHold(0), core.WithDrainTimeout(time.Minute))
@@ -235,8 +236,8 @@ func TestConnectStormDuringDrain(t *testing.T) {
 		_, _ = io.WriteString(w, "ok")
 	})
 	mux.HandleFunc("/quick", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "quick") })
-	s := serve(t, l, l.Middleware(mux), nil)
-	l.MarkReady()
+	s := listen(t, l, mux, nil)
+	start(t, l)
 	wellRes := testutil.DoAsync(testutil.NewClient(t), http.MethodGet, s.url+"/work")
 	well.waitStarted(t, 1)
 
@@ -283,8 +284,8 @@ func TestConnectStormDuringDrain(t *testing.T) {
 	}
 	started.Wait() // every worker got an answer before the drain
 	res := shutdownAsync(t.Context(), l)
-	recv(t, l.Draining(), "Draining()")
-	recv(t, s.served, "Serve returning (listener closed)")
+	recv(t, l.Reached(core.Draining), "Reached(Draining)")
+	recv(t, s.shutdown, "the listener closed")
 	close(well.release)
 	if r := recv(t, wellRes, "the well-behaved answer"); r.Err != nil || r.Status != http.StatusOK || r.Body != "ok" {
 		t.Fatalf("well-behaved client: got %d %q %v, want 200 ok", r.Status, r.Body, r.Err)

@@ -143,17 +143,17 @@ func TestSSEStreamsEndAtDrain(t *testing.T) {
 		bound = time.Second
 	}
 	l := newLifecycle(t, core.WithHold(0), core.WithDrainTimeout(hang))
-	s := serve(t, l, l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s := listen(t, l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		_, _ = io.WriteString(w, "data: hello\n\n")
 		http.NewResponseController(w).Flush()
 		select {
-		case <-l.Draining():
+		case <-l.Reached(core.Draining):
 			_, _ = io.WriteString(w, "event: bye\ndata: draining\n\n")
 		case <-r.Context().Done():
 		}
-	})), nil)
-	l.MarkReady()
+	}), nil)
+	start(t, l)
 
 	type stream struct {
 		end  time.Time
@@ -217,7 +217,7 @@ func TestSSEStreamsEndAtDrain(t *testing.T) {
 	// latencies are measured from a moment at or before the drain signal.
 	drainAt := time.Now()
 	res := shutdownAsync(t.Context(), l)
-	recv(t, l.Draining(), "Draining()")
+	recv(t, l.Reached(core.Draining), "Reached(Draining)")
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	recv(t, done, "every stream ended")

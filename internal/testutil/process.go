@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -228,11 +229,18 @@ func (b *syncBuffer) String() string {
 }
 
 func (b *syncBuffer) waitFor(substr string, timeout time.Duration, exited <-chan struct{}) error {
+	has := func(text string) bool { return strings.Contains(text, substr) }
+	return b.waitUntil(has, fmt.Sprintf("%q", substr), timeout, exited)
+}
+
+// waitUntil waits until ok holds for the text written so far; what
+// names the awaited text in the error.
+func (b *syncBuffer) waitUntil(ok func(string) bool, what string, timeout time.Duration, exited <-chan struct{}) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	for {
 		b.mu.Lock()
-		if strings.Contains(b.buf.String(), substr) {
+		if ok(b.buf.String()) {
 			b.mu.Unlock()
 			return nil
 		}
@@ -244,21 +252,53 @@ func (b *syncBuffer) waitFor(substr string, timeout time.Duration, exited <-chan
 		select {
 		case <-ch:
 		case <-exited:
-			if strings.Contains(b.String(), substr) {
+			if ok(b.String()) {
 				return nil
 			}
-			return fmt.Errorf("process exited before logging %q", substr)
+			return fmt.Errorf("process exited before logging %s", what)
 		case <-ctx.Done():
-			return fmt.Errorf("%q not logged within %v", substr, timeout)
+			return fmt.Errorf("%s not logged within %v", what, timeout)
 		}
 	}
 }
 
+// listeningField marks the line of a process's own listen address: the
+// examples and the test servers log "msg=listening addr=HOST:PORT".
+// lameduck itself logs msg="lameduck: listening" addr=HOST:PORT for every
+// HTTP server (the admin listener's too), which is not that line.
+const listeningField = "msg=listening"
+
 // Addr waits until the process has logged the address it listens on (the
-// examples log "msg=listening addr=HOST:PORT") and returns it.
+// line with the field msg=listening, see [listeningField]) and returns it.
 func (p *Process) Addr(timeout time.Duration) string {
 	p.t.Helper()
-	return p.LogValue("msg=listening", "addr", timeout)
+	var addr string
+	found := func(text string) bool {
+		var ok bool
+		addr, ok = fieldValue(text, listeningField, "addr")
+		return ok
+	}
+	if err := p.stderr.waitUntil(found, "a line with "+listeningField+" and addr=", timeout, p.done); err != nil {
+		p.t.Fatalf("%v; stderr:\n%s", err, p.Stderr())
+	}
+	return addr
+}
+
+// fieldValue returns the value of the key=value field of the first line
+// of text that has field as one of its space-separated fields.
+func fieldValue(text, field, key string) (string, bool) {
+	for _, line := range strings.Split(text, "\n") {
+		fields := strings.Fields(line)
+		if !slices.Contains(fields, field) {
+			continue
+		}
+		for _, f := range fields {
+			if v, ok := strings.CutPrefix(f, key+"="); ok {
+				return v, true
+			}
+		}
+	}
+	return "", false
 }
 
 // LogValue waits until a stderr line containing marker has been logged

@@ -10,10 +10,14 @@
 //   - /metrics: untracked (a probe path); JSON with the in-flight count
 //     and the memory statistics, after a GC with ?gc=1.
 //
+// The in-flight count is the lifecycle's, as its
+// lameduck.requests.in_flight metric reports it. Once it listens, the
+// server logs "msg=listening addr=HOST:PORT".
+//
 // Flags: -addr, -hold, -drain-timeout, -h2c (serve HTTP/2 cleartext as
 // well as HTTP/1), -max-streams (HTTP/2 concurrent streams per
 // connection) and -park. Exit status: 0 drained, 1 forced, 2 bad flags,
-// 3 second signal, 4 cannot listen.
+// 3 second signal, 4 cannot listen, 5 a server failed.
 package main
 
 import (
@@ -25,7 +29,6 @@ import (
 	"io"
 	"log"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"runtime"
@@ -33,6 +36,9 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/lameduck/lameduck/core"
 )
@@ -57,7 +63,10 @@ func main() {
 	flag.Parse()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 
-	lc, err := core.New(core.WithHold(*hold), core.WithDrainTimeout(*drainTimeout), core.WithLogger(logger))
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	lc, err := core.New(core.WithHold(*hold), core.WithDrainTimeout(*drainTimeout), core.WithLogger(logger),
+		core.WithMeterProvider(mp))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadserver:", err)
 		os.Exit(2)
@@ -66,10 +75,10 @@ func main() {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/poll", func(w http.ResponseWriter, r *http.Request) {
 		if parked.Add(1) == *park {
-			logger.Info("all parked", "n", *park, "in_flight", lc.InFlight())
+			logger.Info("all parked", "n", *park, "in_flight", inFlight(reader))
 		}
 		select {
-		case <-lc.Draining():
+		case <-lc.Reached(core.Draining):
 		case <-r.Context().Done():
 			return
 		}
@@ -101,12 +110,12 @@ func main() {
 		var m runtime.MemStats
 		runtime.ReadMemStats(&m)
 		_ = json.NewEncoder(w).Encode(Stats{
-			InFlight: lc.InFlight(), Parked: parked.Load(), Goroutines: runtime.NumGoroutine(),
+			InFlight: inFlight(reader), Parked: parked.Load(), Goroutines: runtime.NumGoroutine(),
 			HeapInuse: m.HeapInuse, StackInuse: m.StackInuse, Sys: m.Sys,
 		})
 	})
 
-	srv := &http.Server{Handler: lc.Middleware(mux), ReadHeaderTimeout: 10 * time.Second,
+	srv := &http.Server{Addr: *addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: log.New(io.Discard, "", 0)} // the panics are on purpose
 	if *h2c {
 		srv.Protocols = new(http.Protocols)
@@ -114,35 +123,39 @@ func main() {
 		srv.Protocols.SetUnencryptedHTTP2(true)
 		srv.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: *maxStreams}
 	}
-	if err := lc.BindHTTP(srv); err != nil {
+	// /metrics is untracked: ListenHTTP serves it with mux, not counted.
+	if err := lc.ListenHTTP(srv, nil); err != nil {
 		fmt.Fprintln(os.Stderr, "loadserver:", err)
 		os.Exit(4)
 	}
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "loadserver:", err)
-		os.Exit(4)
-	}
-	logger.Info("listening", "addr", ln.Addr().String())
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("serve", "err", err)
-			cancel()
-		}
-	}()
-	go func() {
-		<-lc.Running()
-		lc.MarkReady()
-	}()
-	err = lc.Run(ctx)
+	logger.Info("listening", "addr", srv.Addr)
+	err = lc.Run(context.Background())
+	var fe *core.ForcedError
 	switch {
 	case err == nil:
 		os.Exit(0)
 	case errors.Is(err, core.ErrSecondSignal):
 		os.Exit(3)
-	default:
+	case errors.As(err, &fe) && error(fe) == err:
 		os.Exit(1)
+	default:
+		logger.Error("a server failed", "err", err)
+		os.Exit(5)
 	}
+}
+
+// inFlight returns the lifecycle's in-flight count from its metric.
+func inFlight(reader *sdkmetric.ManualReader) int64 {
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		return -1
+	}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if s, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == "lameduck.requests.in_flight" && len(s.DataPoints) > 0 {
+				return s.DataPoints[0].Value
+			}
+		}
+	}
+	return -1
 }
