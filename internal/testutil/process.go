@@ -1,4 +1,4 @@
-// Package testutil holds helpers shared by the tests of this module: it
+// Package testutil holds helpers shared by the tests of every lameduck module: it
 // builds the example binaries and runs them as real processes, with real
 // signals, on loopback ports.
 package testutil
@@ -30,7 +30,7 @@ var (
 )
 
 // BuildBinary builds the main package pkg (such as "./examples/chi",
-// relative to the module root) once per test binary and returns the path
+// relative to the repository root) once per test binary and returns the path
 // of the executable. It is built with -race when the test binary is.
 func BuildBinary(t testing.TB, pkg string) string {
 	t.Helper()
@@ -52,8 +52,10 @@ func BuildBinary(t testing.TB, pkg string) string {
 	if raceEnabled {
 		args = append(args, "-race")
 	}
-	cmd := exec.Command(goTool(), append(args, pkg)...)
-	cmd.Dir = root
+	// Built from its own directory, so that the go command finds the
+	// package's module with or without the workspace (go.work).
+	cmd := exec.Command(goTool(), append(args, ".")...)
+	cmd.Dir = filepath.Join(root, filepath.FromSlash(pkg))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
 	}
@@ -79,7 +81,9 @@ func goTool() string {
 	return "go"
 }
 
-// ModuleRoot returns the directory holding go.mod.
+// ModuleRoot returns the root of the repository: the directory holding
+// the go.mod of module github.com/lameduck/lameduck (and go.work). The
+// examples and the e2e tests are modules of their own below it.
 func ModuleRoot(t testing.TB) string {
 	t.Helper()
 	dir, err := os.Getwd()
@@ -87,15 +91,24 @@ func ModuleRoot(t testing.TB) string {
 		t.Fatal(err)
 	}
 	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && isRootModule(b) {
 			return dir
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			t.Fatal("go.mod not found above the working directory")
+			t.Fatal("the go.mod of github.com/lameduck/lameduck not found above the working directory")
 		}
 		dir = parent
 	}
+}
+
+func isRootModule(gomod []byte) bool {
+	for _, line := range strings.Split(string(gomod), "\n") {
+		if strings.TrimSpace(line) == "module github.com/lameduck/lameduck" {
+			return true
+		}
+	}
+	return false
 }
 
 // FreeAddr returns a 127.0.0.1 address whose port the kernel picked as

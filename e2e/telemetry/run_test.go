@@ -1,4 +1,4 @@
-package core_test
+package telemetry_test
 
 import (
 	"context"
@@ -47,15 +47,15 @@ func kill(t *testing.T, sig syscall.Signal) {
 func rootTrigger(t *testing.T, sr *tracetest.SpanRecorder) string {
 	t.Helper()
 	for _, s := range sr.Ended() {
-		if s.Name() == core.SpanShutdown {
+		if s.Name() == spanShutdown {
 			for _, a := range s.Attributes() {
-				if a.Key == core.AttrTrigger {
+				if a.Key == attrTrigger {
 					return a.Value.AsString()
 				}
 			}
 		}
 	}
-	t.Fatalf("no %s span with a trigger", core.SpanShutdown)
+	t.Fatalf("no %s span with a trigger", spanShutdown)
 	return ""
 }
 
@@ -155,7 +155,7 @@ func TestRunAfterPreStop(t *testing.T) {
 	}
 	var holds int
 	for _, s := range sr.Ended() {
-		if s.Name() == core.SpanHold {
+		if s.Name() == spanHold {
 			holds++
 		}
 	}

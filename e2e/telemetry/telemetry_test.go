@@ -1,4 +1,4 @@
-package core_test
+package telemetry_test
 
 import (
 	"context"
@@ -42,7 +42,7 @@ func spansByName(t *testing.T, sr *tracetest.SpanRecorder) map[string]sdktrace.R
 		}
 		m[s.Name()] = s
 	}
-	for _, n := range []string{core.SpanShutdown, core.SpanHold, core.SpanDrain} {
+	for _, n := range []string{spanShutdown, spanHold, spanDrain} {
 		if _, ok := m[n]; !ok {
 			t.Fatalf("spans: got %v, want %q among them", keys(m), n)
 		}
@@ -73,7 +73,7 @@ func attr(s sdktrace.ReadOnlySpan, k attribute.Key) (attribute.Value, bool) {
 func TestTelemetryDrained(t *testing.T) {
 	const hold = 200 * time.Millisecond
 	l, rig := newTelemetryLifecycle(t, core.WithHold(hold), core.WithDrainTimeout(3*time.Second))
-	l.MarkReady()
+	run(t, l)
 	for range 2 {
 		if !l.Begin() {
 			t.Fatal("Begin: got false")
@@ -88,7 +88,7 @@ func TestTelemetryDrained(t *testing.T) {
 	}
 
 	spans := spansByName(t, rig.spans)
-	root, holdSpan, drain := spans[core.SpanShutdown], spans[core.SpanHold], spans[core.SpanDrain]
+	root, holdSpan, drain := spans[spanShutdown], spans[spanHold], spans[spanDrain]
 	if root.Parent().IsValid() {
 		t.Errorf("root span has a parent %v, want none", root.Parent().SpanID())
 	}
@@ -105,11 +105,11 @@ func TestTelemetryDrained(t *testing.T) {
 		key  attribute.Key
 		want attribute.Value
 	}{
-		{root, core.AttrTrigger, attribute.StringValue("api")},
-		{root, core.AttrHold, attribute.Float64Value(0.2)},
-		{root, core.AttrDrainTimeout, attribute.Float64Value(3)},
-		{drain, core.AttrInFlight, attribute.Int64Value(2)},
-		{drain, core.AttrAbandoned, attribute.Int64Value(0)},
+		{root, attrTrigger, attribute.StringValue("api")},
+		{root, attrHold, attribute.Float64Value(0.2)},
+		{root, attrDrainTimeout, attribute.Float64Value(3)},
+		{drain, attrInFlight, attribute.Int64Value(2)},
+		{drain, attrAbandoned, attribute.Int64Value(0)},
 	}
 	for _, w := range wantAttrs {
 		got, ok := attr(w.span, w.key)
@@ -148,7 +148,7 @@ func TestTelemetryDrained(t *testing.T) {
 
 func TestTelemetryForced(t *testing.T) {
 	l, rig := newTelemetryLifecycle(t, core.WithHold(0), core.WithDrainTimeout(50*time.Millisecond))
-	l.MarkReady()
+	run(t, l)
 	for range 3 {
 		if !l.Begin() {
 			t.Fatal("Begin: got false")
@@ -163,16 +163,16 @@ func TestTelemetryForced(t *testing.T) {
 		t.Fatal("Shutdown: got nil, want a ForcedError")
 	}
 	spans := spansByName(t, rig.spans)
-	for _, name := range []string{core.SpanShutdown, core.SpanDrain} {
+	for _, name := range []string{spanShutdown, spanDrain} {
 		s := spans[name]
 		if s.Status().Code != codes.Error || !strings.Contains(s.Status().Description, "drain timeout") {
 			t.Errorf("%s status: got %v %q, want an error naming the drain timeout", name, s.Status().Code, s.Status().Description)
 		}
-		if got, _ := attr(s, core.AttrAbandoned); got != attribute.Int64Value(3) {
-			t.Errorf("%s %s: got %v, want 3", name, core.AttrAbandoned, got.Emit())
+		if got, _ := attr(s, attrAbandoned); got != attribute.Int64Value(3) {
+			t.Errorf("%s %s: got %v, want 3", name, attrAbandoned, got.Emit())
 		}
 	}
-	if s := spans[core.SpanHold]; s.Status().Code == codes.Error {
+	if s := spans[spanHold]; s.Status().Code == codes.Error {
 		t.Errorf("hold status: got an error, want the hold to end normally")
 	}
 	rm = collect(t, rig.reader)
@@ -202,7 +202,7 @@ func collect(t *testing.T, r *sdkmetric.ManualReader) metricdata.ResourceMetrics
 func findMetric(t *testing.T, rm metricdata.ResourceMetrics, name string) metricdata.Metrics {
 	t.Helper()
 	for _, sm := range rm.ScopeMetrics {
-		if sm.Scope.Name != core.ScopeName {
+		if sm.Scope.Name != scopeName {
 			continue
 		}
 		for _, m := range sm.Metrics {
@@ -236,7 +236,7 @@ func histogramCounts(t *testing.T, rm metricdata.ResourceMetrics, name string) m
 	}
 	counts := map[string]uint64{}
 	for _, p := range h.DataPoints {
-		v, _ := p.Attributes.Value(core.AttrPhase)
+		v, _ := p.Attributes.Value(attrPhase)
 		counts[v.AsString()] += p.Count
 	}
 	return counts
