@@ -25,21 +25,6 @@ func (l *Lifecycle) Wrap(next, probes http.Handler) http.Handler {
 	return &handler{l: l, next: next, probes: probes}
 }
 
-// Span names and attribute keys, for the telemetry tests.
-const (
-	ScopeName    = scopeName
-	SpanShutdown = spanShutdown
-	SpanHold     = spanHold
-	SpanDrain    = spanDrain
-
-	AttrTrigger      = attrTrigger
-	AttrHold         = attrHold
-	AttrDrainTimeout = attrDrainTimeout
-	AttrInFlight     = attrInFlight
-	AttrAbandoned    = attrAbandoned
-	AttrPhase        = attrPhase
-)
-
 // CanFreezeAccepts reports whether this kernel lets freezeAccepts attach
 // its socket filter.
 func CanFreezeAccepts() bool {

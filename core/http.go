@@ -66,12 +66,19 @@ type handler struct {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	markHandled(r)
-	switch h.l.admit(w, r) {
+	adm := h.l.admit(w, r)
+	if adm == tracked {
+		defer h.l.End()
+	}
+	// Deferred after End, so it runs first: in between, a request cut
+	// off by the drain timeout is counted twice rather than not at all.
+	if ci := connOf(r); ci != nil {
+		ci.running.Add(1)
+		defer ci.running.Add(-1)
+	}
+	switch adm {
 	case refused:
 		return
-	case tracked:
-		defer h.l.End()
 	case untracked:
 		if h.probes != nil && r.URL.Path[1] != 'm' { // /metrics is the service's
 			h.probes.ServeHTTP(w, r)
@@ -213,24 +220,22 @@ func (l *Lifecycle) ListenHTTP(srv *http.Server, probes http.Handler) error {
 type connInfo struct {
 	state http.ConnState
 	since time.Time // of the accept for StateNew, else of the last change
-	// heads counts the request heads read (StateActive events), handled
-	// the requests that reached the handler. net/http reports a head as
-	// StateActive before it checks for Shutdown, and drops it if Shutdown
-	// came first: an HTTP/1 connection with heads > handled is not to be
-	// handed to Shutdown yet.
-	heads   int32
-	handled atomic.Int32
+	// running counts the handlers running on the connection. An active
+	// connection with none has a request head read but not yet handed to
+	// the handler (net/http reports StateActive before it checks for
+	// Shutdown, and drops the request if Shutdown came first), or a
+	// response whose handler has returned but whose last bytes are still
+	// to be written.
+	running atomic.Int32
 }
 
 // connKey is the context key of a connection's *connInfo.
 type connKey struct{}
 
-// markHandled records that a request of its connection reached the
-// handler.
-func markHandled(r *http.Request) {
-	if ci, ok := r.Context().Value(connKey{}).(*connInfo); ok {
-		ci.handled.Add(1)
-	}
+// connOf returns the *connInfo of r's connection, nil if it has none.
+func connOf(r *http.Request) *connInfo {
+	ci, _ := r.Context().Value(connKey{}).(*connInfo)
+	return ci
 }
 
 // httpServer is the [Server] for an *http.Server.
@@ -270,9 +275,6 @@ func (b *httpServer) connState(c net.Conn, s http.ConnState) {
 		if ci == nil { // ConnContext was replaced
 			ci = &connInfo{}
 			b.conns[c] = ci
-		}
-		if s == http.StateActive {
-			ci.heads++
 		}
 		if s != http.StateNew || ci.since.IsZero() {
 			ci.since = time.Now()
@@ -401,10 +403,11 @@ func (b *httpServer) closeSilent(now time.Time) time.Duration {
 			} else {
 				closing = append(closing, c)
 			}
-		case ci.state == http.StateActive && ci.heads > ci.handled.Load():
-			// A head read, its handler not called yet: wait for it (a
-			// bad request that net/http answers itself stops counting
-			// NewConnGrace after it was read).
+		case ci.state == http.StateActive && ci.running.Load() == 0:
+			// A head read, its handler not called yet, or a response
+			// being finished: wait for it, NewConnGrace after its last
+			// change at most (a bad request that net/http answers
+			// itself, a slow reader).
 			if left := ci.since.Add(NewConnGrace).Sub(now); left > 0 {
 				longest = max(longest, min(left, time.Millisecond))
 			}
@@ -446,6 +449,25 @@ func (b *httpServer) sweep(now time.Time) (busy bool, next time.Duration) {
 		c.Close() // its StateClosed event removes it
 	}
 	return busy, next
+}
+
+// unfinished counts the connections still busy with a request that no
+// handler is running for: a response whose handler has returned but whose
+// last bytes are not written yet (a final flush, an HTTP/2 stream waiting
+// for its flow-control window, net/http reading what is left of a slow
+// upload before it answers), or a request head read but not yet handed to
+// the handler. Closing them cuts those requests off, as much as closing
+// one whose handler still runs.
+func (b *httpServer) unfinished() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var n int64
+	for _, ci := range b.conns {
+		if ci.state == http.StateActive && ci.running.Load() == 0 {
+			n++
+		}
+	}
+	return n
 }
 
 func (b *httpServer) Close() error {

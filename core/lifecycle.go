@@ -38,8 +38,15 @@ const closeWait = time.Second
 // remaining work was closed. Cause is [ErrDrainTimeout], [ErrSecondSignal]
 // or the cause given to [Lifecycle.Force].
 type ForcedError struct {
-	// Abandoned is the number of tracked requests still in flight when
-	// the servers were closed.
+	// Abandoned is the number of requests cut off when the servers were
+	// closed: the tracked requests whose handler was still running and,
+	// for the servers of [Lifecycle.ListenHTTP], the responses whose
+	// connection was still busy although their handler had returned (a
+	// final flush blocked by a client that does not read, an HTTP/2
+	// stream waiting for its flow-control window, a slow upload that
+	// net/http reads before it answers). Abandoned is 0 only if nothing
+	// was cut; the shutdown span's lameduck.drain.abandoned attribute and
+	// the lameduck.requests.abandoned counter say the same.
 	Abandoned int64
 	// Cause says why the drain was cut short.
 	Cause error
@@ -485,6 +492,11 @@ func (l *Lifecycle) drain(ctx context.Context, servers []Server, start time.Time
 	}
 
 	ferr := &ForcedError{Abandoned: l.inFlight(), Cause: context.Cause(ctx)}
+	for _, s := range servers {
+		if u, ok := s.(interface{ unfinished() int64 }); ok {
+			ferr.Abandoned += u.unfinished()
+		}
+	}
 	if ferr.Cause == nil {
 		ferr.Cause = ErrDrainTimeout
 	}
