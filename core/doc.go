@@ -41,6 +41,14 @@
 // [WithGracePeriod], [New] checks with [CheckBudget] that the hold and the
 // drain timeout fit in the platform's grace period.
 //
+// The hold is fixed unless [WithAdaptiveHold] makes it end when no new
+// traffic (requests on connections accepted after the hold began) has
+// arrived for a while: at least [WithHold], at most its maximum. Work
+// that reaches a server is served in every phase, the drain included;
+// refusing new work is left to the protocols (the closed listener,
+// "Connection: close" on HTTP/1, the GOAWAY of HTTP/2 and gRPC), whose
+// refusals clients retry safely.
+//
 // [Lifecycle.PreStopHandler] serves a Kubernetes preStop hook: it starts
 // the shutdown and answers when the hold is over, so the SIGTERM that
 // follows joins the running sequence instead of holding again.

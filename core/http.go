@@ -15,48 +15,6 @@ import (
 	"time"
 )
 
-// admission is the outcome of [Lifecycle.admit].
-type admission uint8
-
-const (
-	untracked admission = iota // a probe path: serve it untracked
-	tracked                    // serve the request, then call End
-	refused                    // the drain has started; a 503 has been written
-)
-
-// admit is the request-path logic of the handler that
-// [Lifecycle.ListenHTTP] serves:
-//
-//   - probe paths ([isProbePath]) are never tracked nor refused, because
-//     the kubelet keeps probing during termination;
-//   - other requests are tracked with [Lifecycle.Begin];
-//   - during the hold the response carries "Connection: close", so that
-//     clients on persistent connections, which bypass the load balancer's
-//     endpoint list, reconnect elsewhere (for HTTP/2, net/http turns it
-//     into a GOAWAY);
-//   - a request that still arrives after the drain began is refused with
-//     503, "Connection: close" and "Retry-After: 1".
-//
-// It does not allocate while the service is serving.
-func (l *Lifecycle) admit(w http.ResponseWriter, r *http.Request) admission {
-	if isProbePath(r.URL.Path) {
-		return untracked
-	}
-	// Begin, with the phase read once for both decisions.
-	l.inflight.Add(1)
-	if p := Phase(l.phase.Load()); p >= Holding {
-		h := w.Header()
-		h.Set("Connection", "close")
-		if p >= Draining {
-			l.End()
-			h.Set("Retry-After", "1")
-			http.Error(w, "shutting down", http.StatusServiceUnavailable)
-			return refused
-		}
-	}
-	return tracked
-}
-
 // handler is what [Lifecycle.ListenHTTP] serves: the probes at their
 // paths, untracked, and everything else through next, tracked.
 type handler struct {
@@ -65,25 +23,50 @@ type handler struct {
 	probes http.Handler // nil: next serves the probe paths too
 }
 
+// ServeHTTP serves every request, in every phase: a request that reached
+// an accepted connection is work the client has already sent, and
+// refusing it at this level (with a 503, say) would only make the client
+// guess whether to retry. Refusing new work is left to the protocol,
+// whose refusals clients retry safely: the closed listener, and for
+// HTTP/1 "Connection: close" on every response from the hold on, for
+// HTTP/2 the GOAWAY of the drain.
+//
+//   - probe paths ([isProbePath]) are never tracked, because the kubelet
+//     keeps probing during termination;
+//   - other requests are tracked with the in-flight count the drain
+//     waits for, and during the hold those on connections accepted after
+//     it began count as new traffic for the adaptive hold;
+//   - an HTTP/2 response never carries "Connection: close": net/http
+//     turns it into an immediate GOAWAY that refuses the streams the
+//     client sent in the same round trip, which it cannot retry when
+//     their body is not replayable.
+//
+// It does not allocate.
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	adm := h.l.admit(w, r)
-	if adm == tracked {
-		defer h.l.End()
+	l := h.l
+	probe := isProbePath(r.URL.Path)
+	if !probe {
+		l.inflight.Add(1)
+		defer l.End()
 	}
 	// Deferred after End, so it runs first: in between, a request cut
 	// off by the drain timeout is counted twice rather than not at all.
-	if ci := connOf(r); ci != nil {
+	ci := connOf(r)
+	if ci != nil {
 		ci.running.Add(1)
 		defer ci.running.Add(-1)
 	}
-	switch adm {
-	case refused:
-		return
-	case untracked:
-		if h.probes != nil && r.URL.Path[1] != 'm' { // /metrics is the service's
-			h.probes.ServeHTTP(w, r)
-			return
+	if p := Phase(l.phase.Load()); p >= Holding && !probe {
+		if r.ProtoMajor == 1 {
+			w.Header().Set("Connection", "close")
 		}
+		if p == Holding && ci != nil {
+			l.Arrived(ci.accepted)
+		}
+	}
+	if probe && h.probes != nil && r.URL.Path[1] != 'm' { // /metrics is the service's
+		h.probes.ServeHTTP(w, r)
+		return
 	}
 	h.next.ServeHTTP(w, r)
 }
@@ -134,10 +117,13 @@ const idleGrace = time.Second
 // drains it exactly:
 //
 //   - srv's handler (or [net/http.DefaultServeMux]) serves every request
-//     but the probes, tracked with [Lifecycle.Begin] (a panic does not
-//     leak the count); during the hold each response carries
-//     "Connection: close", and a request that arrives after the drain
-//     began is answered 503 with "Retry-After: 1";
+//     but the probes, in every phase, tracked for the drain (a panic
+//     does not leak the count); from the hold on each HTTP/1 response
+//     carries "Connection: close", so that clients on keep-alive
+//     connections, which bypass the load balancer's endpoint list,
+//     reconnect elsewhere; HTTP/2 clients get net/http's graceful GOAWAY
+//     at the drain (see handler.ServeHTTP in the source for why not
+//     during the hold);
 //   - probes serves /healthz, /livez and /readyz and their sub-paths
 //     (a *health.Health does), neither tracked nor refused, whatever
 //     srv's handler routes; /metrics goes to srv's handler, untracked.
@@ -147,10 +133,10 @@ const idleGrace = time.Second
 //     [net/http.Server.Shutdown] does, but the drain finishes the moment
 //     the last response has been written, driven by connection-state
 //     events rather than a poll;
-//   - a connection accepted just before the drain that has not sent its
-//     request head yet may still send it and get an answer; the listener
-//     closes once no such connection is left, [NewConnGrace] after the
-//     drain at most;
+//   - at the drain the listener accepts what the kernel has already
+//     queued and closes; a connection accepted before that may still
+//     send its request, which is served, within [NewConnGrace] of its
+//     accept;
 //   - a connection that stays idle during the drain is closed after a
 //     second; one still waiting for its first request head is closed
 //     NewConnGrace after its accept;
@@ -218,8 +204,9 @@ func (l *Lifecycle) ListenHTTP(srv *http.Server, probes http.Handler) error {
 }
 
 type connInfo struct {
-	state http.ConnState
-	since time.Time // of the accept for StateNew, else of the last change
+	state    http.ConnState
+	since    time.Time // of the accept for StateNew, else of the last change
+	accepted time.Time
 	// running counts the handlers running on the connection. An active
 	// connection with none has a request head read but not yet handed to
 	// the handler (net/http reports StateActive before it checks for
@@ -260,7 +247,8 @@ func (b *httpServer) connContext(ctx context.Context, c net.Conn) context.Contex
 	if b.nextCtx != nil {
 		ctx = b.nextCtx(ctx, c)
 	}
-	ci := &connInfo{state: http.StateNew, since: time.Now()}
+	now := time.Now()
+	ci := &connInfo{state: http.StateNew, since: now, accepted: now}
 	b.mu.Lock()
 	b.conns[c] = ci
 	b.mu.Unlock()

@@ -109,6 +109,11 @@ type Lifecycle struct {
 
 	serving sync.WaitGroup // Serve calls still running
 
+	// Of the adaptive hold, in Unix nanoseconds: when it began, and when
+	// new traffic last arrived (see WithAdaptiveHold).
+	holdStart atomic.Int64
+	lastNew   atomic.Int64
+
 	// sendq keeps the sockets of the HTTP connections closed during the
 	// shutdown open until their peers have acknowledged every byte.
 	sendq        sendQueues
@@ -159,17 +164,19 @@ func (l *Lifecycle) Reached(p Phase) <-chan struct{} {
 	return l.reached[p]
 }
 
-// Begin records the start of a unit of work (a request, an RPC) and
-// reports whether it may proceed. It returns false once the drain has
-// started; the caller must then refuse the work and not call End. After a
-// true result the caller must call [Lifecycle.End] exactly once, typically
-// deferred so that a panic does not leak the count. Begin does not
-// allocate or lock. The servers of [Lifecycle.ListenHTTP] and
-// grpcadapter.Listen call it for every request; call it yourself only for
-// a server of your own.
+// Begin records the start of a unit of work (a request, an RPC) that the
+// drain waits for, and reports whether it may proceed. Work that reached
+// a server is served in every phase, the drain included (refusing new
+// work is the protocol's business: a closed listener, a GOAWAY); Begin
+// returns false only once the shutdown sequence has finished, when
+// nothing waits for the work any more. After a true result the caller
+// must call [Lifecycle.End] exactly once, typically deferred so that a
+// panic does not leak the count. Begin does not allocate or lock. The
+// servers of [Lifecycle.ListenHTTP] and grpcadapter.Listen track their
+// requests themselves; call Begin only for a server of your own.
 func (l *Lifecycle) Begin() bool {
 	l.inflight.Add(1)
-	if Phase(l.phase.Load()) >= Draining {
+	if Phase(l.phase.Load()) == Stopped {
 		l.End()
 		return false
 	}
@@ -345,6 +352,7 @@ func (l *Lifecycle) start(trigger string) <-chan struct{} {
 	ctx := l.tel.startShutdown(trigger, l.cfg.hold, l.cfg.drainTimeout)
 	holdSpan := l.tel.startPhase(ctx, spanHold)
 	wasServing := l.Phase() == Serving
+	l.holdStart.Store(start.UnixNano())
 	l.phase.Store(int32(Holding))
 	if !wasServing {
 		close(l.reached[Serving])
@@ -366,17 +374,23 @@ func (l *Lifecycle) sequence(ctx context.Context, trigger string, start time.Tim
 	for _, s := range servers {
 		s.Hold()
 	}
-	l.log.Info("lameduck: holding", "trigger", trigger, "hold", hold,
-		"drain_timeout", l.cfg.drainTimeout, "in_flight", l.inFlight())
-	if hold > 0 {
-		t := time.NewTimer(hold)
-		select {
-		case <-t.C:
-		case <-l.force.Done():
-			t.Stop()
+	l.log.Info("lameduck: holding", l.holdAttrs(trigger, hold, wasServing)...)
+	why, last := l.hold(start, hold, wasServing)
+	held := time.Since(start)
+	attrs := []any{"held", held.Round(time.Millisecond), "ended_by", why}
+	if l.cfg.adaptive && wasServing {
+		if last >= 0 {
+			attrs = append(attrs, "last_new_traffic_before_end", last.Round(time.Millisecond))
+		} else {
+			attrs = append(attrs, "last_new_traffic_before_end", "none")
 		}
 	}
-	held := time.Since(start)
+	l.log.Info("lameduck: hold ended", attrs...)
+	holdSpan.SetAttributes(attrHoldActual.Float64(held.Seconds()), attrHoldEnd.String(why))
+	if l.cfg.adaptive {
+		holdSpan.SetAttributes(attrHoldQuiet.Float64(l.cfg.holdQuiet.Seconds()), attrHoldMax.Float64(l.cfg.holdMax.Seconds()),
+			attrHoldMin.Float64(l.cfg.hold.Seconds()), attrHoldLastNew.Float64(last.Seconds()))
+	}
 	l.tel.endPhase(ctx, holdSpan, "hold", held, nil)
 
 	// Drain: stop accepting, wait for in-flight work, force at the timeout.
@@ -406,6 +420,79 @@ func (l *Lifecycle) sequence(ctx context.Context, trigger string, start time.Tim
 	}
 	l.mu.Unlock()
 	l.enter(Stopped)
+}
+
+// holdAttrs are the attributes of the hold's first log line.
+func (l *Lifecycle) holdAttrs(trigger string, hold time.Duration, wasServing bool) []any {
+	attrs := []any{"trigger", trigger, "hold", hold}
+	if l.cfg.adaptive && wasServing {
+		attrs = append(attrs, "hold_quiet", l.cfg.holdQuiet, "hold_max", l.cfg.holdMax)
+	}
+	return append(attrs, "drain_timeout", l.cfg.drainTimeout, "in_flight", l.inFlight())
+}
+
+// hold waits for the hold to end and says why it ended: "min" for a
+// fixed hold, "quiet" or "max" for the adaptive one, "forced", or
+// "not ready" for a service that was never ready. last is how long before
+// the end the last new traffic arrived, negative if none did.
+func (l *Lifecycle) hold(start time.Time, hold time.Duration, wasServing bool) (why string, last time.Duration) {
+	if !wasServing {
+		return "not ready", -1 // no load balancer routes here
+	}
+	t := time.NewTimer(hold)
+	defer t.Stop()
+	lastNew := func(now time.Time) time.Duration {
+		if n := l.lastNew.Load(); n > start.UnixNano() {
+			return now.Sub(time.Unix(0, n))
+		}
+		return -1
+	}
+	select {
+	case <-t.C:
+	case <-l.force.Done():
+		return "forced", lastNew(time.Now())
+	}
+	if !l.cfg.adaptive {
+		return "min", -1
+	}
+	maxEnd := start.Add(l.cfg.holdMax)
+	for {
+		now := time.Now()
+		quietEnd := start.Add(l.cfg.holdQuiet)
+		if n := l.lastNew.Load(); n > start.UnixNano() {
+			quietEnd = time.Unix(0, n).Add(l.cfg.holdQuiet)
+		}
+		switch {
+		case !now.Before(maxEnd):
+			return "max", lastNew(now)
+		case !now.Before(quietEnd):
+			return "quiet", lastNew(now)
+		}
+		end := quietEnd
+		if maxEnd.Before(end) {
+			end = maxEnd
+		}
+		t.Reset(end.Sub(now))
+		select {
+		case <-t.C:
+		case <-l.force.Done():
+			return "forced", lastNew(time.Now())
+		}
+	}
+}
+
+// Arrived records that a request or an RPC that is not a probe arrived
+// on a connection accepted at accepted. During an adaptive hold (see
+// [WithAdaptiveHold]), arrivals on connections accepted after the hold
+// began extend it; otherwise Arrived does nothing. It neither locks nor
+// allocates, and while serving it only reads the phase. The servers of
+// [Lifecycle.ListenHTTP] and grpcadapter.Listen call it; call it
+// yourself only for a server of your own.
+func (l *Lifecycle) Arrived(accepted time.Time) {
+	if Phase(l.phase.Load()) != Holding || !l.cfg.adaptive || accepted.UnixNano() <= l.holdStart.Load() {
+		return
+	}
+	l.lastNew.Store(time.Now().UnixNano())
 }
 
 // enter moves to phase p, closes its channel and returns the work in

@@ -65,9 +65,6 @@ func TestPhasesInOrder(t *testing.T) {
 	cause := errors.New("end the hour-long hold")
 	l.Force(cause) // the drain is forced at once
 	recv(t, l.Reached(core.Draining), "Reached(Draining)")
-	if l.Begin() {
-		t.Error("Begin() once draining: got true, want false")
-	}
 	err := l.Shutdown(t.Context())
 	var fe *core.ForcedError
 	if !errors.As(err, &fe) || fe.Abandoned != 1 || fe.Cause != cause {
@@ -79,6 +76,9 @@ func TestPhasesInOrder(t *testing.T) {
 	l.End()
 	if got := l.InFlight(); got != 0 {
 		t.Errorf("InFlight() after End: got %d, want 0", got)
+	}
+	if l.Begin() {
+		t.Error("Begin() once stopped: got true, want false: nothing waits for it")
 	}
 	l.MarkReady()
 	if (l.Phase() == core.Serving) || l.Phase() != core.Stopped {
@@ -214,6 +214,11 @@ func TestDrainWaitsForInFlightWork(t *testing.T) {
 	if got := l.InFlight(); got != 1 {
 		t.Fatalf("InFlight() at the drain: got %d, want 1", got)
 	}
+	// Work that reaches a server during the drain is served and waited for.
+	if !l.Begin() {
+		t.Fatal("Begin() once draining: got false, want true")
+	}
+	l.End()
 	select {
 	case err := <-res:
 		t.Fatalf("Shutdown returned %v with work in flight, want it to wait", err)

@@ -17,7 +17,10 @@ import (
 type Option func(*config)
 
 type config struct {
-	hold         time.Duration
+	hold         time.Duration // the minimum with adaptive
+	adaptive     bool
+	holdQuiet    time.Duration
+	holdMax      time.Duration
 	drainTimeout time.Duration
 	grace        time.Duration // 0: not checked
 	graceSet     bool
@@ -50,12 +53,24 @@ func newConfig(opts []Option) (config, error) {
 		return c, fmt.Errorf("lameduck: hold must not be negative, got %v", c.hold)
 	case c.drainTimeout <= 0:
 		return c, fmt.Errorf("lameduck: drain timeout must be positive, got %v", c.drainTimeout)
+	case c.adaptive && c.holdQuiet <= 0:
+		return c, fmt.Errorf("lameduck: the adaptive hold's quiet time must be positive, got %v", c.holdQuiet)
+	case c.adaptive && c.holdMax < c.hold:
+		return c, fmt.Errorf("lameduck: the adaptive hold's maximum %v is shorter than the hold %v, its minimum", c.holdMax, c.hold)
 	case c.graceSet:
-		if err := CheckBudget(c.grace, c.hold, c.drainTimeout); err != nil {
+		if err := CheckBudget(c.grace, c.longestHold(), c.drainTimeout); err != nil {
 			return c, err
 		}
 	}
 	return c, nil
+}
+
+// longestHold is the hold, or the adaptive hold's maximum.
+func (c *config) longestHold() time.Duration {
+	if c.adaptive {
+		return c.holdMax
+	}
+	return c.hold
 }
 
 // WithHold sets how long the service keeps serving everything after the
@@ -63,6 +78,28 @@ func newConfig(opts []Option) (config, error) {
 // routing to it before it stops accepting. Zero disables the hold.
 // If none is specified, the hold is 10 s.
 func WithHold(d time.Duration) Option { return func(c *config) { c.hold = d } }
+
+// WithAdaptiveHold makes the hold end when the load balancers have
+// stopped routing to the service, instead of after a fixed time: it lasts
+// at least the hold of [WithHold], then ends as soon as no new traffic
+// has arrived for quiet, and at most max. New traffic is a request or an
+// RPC that is not a probe and that arrived on a connection accepted after
+// the hold began: a load balancer that still routes here opens new
+// connections (every HTTP/1 response of the hold closes its connection),
+// while traffic on older connections (a pinned HTTP/2 connection, a
+// keep-alive client's last request) says nothing about routing, and the
+// kubelet's probes open a connection each. The servers of
+// [Lifecycle.ListenHTTP] and grpcadapter.Listen report it; a server of
+// your own calls [Lifecycle.Arrived].
+//
+// No traffic is not proof of convergence for a service that gets little:
+// the minimum must still cover the fastest propagation path. [New]
+// rejects a quiet that is not positive and a max shorter than the hold,
+// and with [WithGracePeriod] checks max in the budget. If none is
+// specified, the hold is fixed.
+func WithAdaptiveHold(quiet, max time.Duration) Option {
+	return func(c *config) { c.adaptive, c.holdQuiet, c.holdMax = true, quiet, max }
+}
 
 // WithDrainTimeout sets how long the drain may wait for in-flight work
 // before the rest is closed. If none is specified, it is 15 s.

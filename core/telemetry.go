@@ -28,6 +28,13 @@ const (
 	attrInFlight     = attribute.Key("lameduck.drain.in_flight")
 	attrAbandoned    = attribute.Key("lameduck.drain.abandoned")
 	attrPhase        = attribute.Key("lameduck.phase")
+
+	attrHoldActual  = attribute.Key("lameduck.hold.actual")
+	attrHoldEnd     = attribute.Key("lameduck.hold.ended_by")
+	attrHoldMin     = attribute.Key("lameduck.hold.min")
+	attrHoldQuiet   = attribute.Key("lameduck.hold.quiet")
+	attrHoldMax     = attribute.Key("lameduck.hold.max")
+	attrHoldLastNew = attribute.Key("lameduck.hold.last_new_traffic_before_end")
 )
 
 // telemetry holds the tracer and instruments of one Lifecycle.
