@@ -44,7 +44,8 @@ type ForcedError struct {
 	// connection was still busy although their handler had returned (a
 	// final flush blocked by a client that does not read, an HTTP/2
 	// stream waiting for its flow-control window, a slow upload that
-	// net/http reads before it answers). Abandoned is 0 only if nothing
+	// net/http reads before it answers), or whose last bytes were still
+	// in the socket's send queue (Linux). Abandoned is 0 only if nothing
 	// was cut; the shutdown span's lameduck.drain.abandoned attribute and
 	// the lameduck.requests.abandoned counter say the same.
 	Abandoned int64
@@ -584,6 +585,9 @@ func (l *Lifecycle) drain(ctx context.Context, servers []Server, start time.Time
 			ferr.Abandoned += u.unfinished()
 		}
 	}
+	// Responses written and closed but still in their socket's send
+	// queue are cut off too when the lingering ends.
+	ferr.Abandoned += int64(l.sendq.pending())
 	if ferr.Cause == nil {
 		ferr.Cause = ErrDrainTimeout
 	}

@@ -103,6 +103,14 @@ func (q *sendQueues) wait(ctx context.Context) error {
 	}
 }
 
+// pending returns the number of closed connections whose socket still
+// lingers with bytes the peer has not acknowledged.
+func (q *sendQueues) pending() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.lingering
+}
+
 // linger closes c once its peer has acknowledged what was written or ctx
 // ends, counting it as lingering until then. It runs in its own goroutine.
 func (q *sendQueues) linger(ctx context.Context, c net.Conn) {
