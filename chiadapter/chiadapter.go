@@ -35,14 +35,19 @@
 //	}
 //
 // chi needs no middleware of its own: the lifecycle's HTTP server (see
-// [core.Lifecycle.ListenHTTP]) tracks every request the router serves (a
-// panic does not leak the count), sends "Connection: close" during the
-// hold and refuses requests that arrive after the drain began with 503.
-// It serves /healthz, /livez and /readyz (and their per-check paths) from
-// h at the root, before the router sees the request, so the probes are
-// never tracked nor refused whatever the router's layout: a catch-all
+// [core.Lifecycle.ListenHTTP]) serves and tracks every request the router
+// gets, in every phase (a panic does not leak the count): a request that
+// reaches an accepted connection is served, and refusing new work is left
+// to the protocols (the closed listener at the drain, "Connection: close"
+// on HTTP/1 responses from the hold on, the graceful GOAWAY of HTTP/2 at
+// the drain). It serves /healthz, /livez and /readyz (and their per-check
+// paths) from h at the root, before the router sees the request, so the
+// probes are never tracked whatever the router's layout: a catch-all
 // route does not swallow them, and routes under r.Route("/api", ...) or
 // r.Mount are tracked like any other.
+//
+// The server speaks HTTP/1.1 and h2c (HTTP/2 with prior knowledge) on the
+// same port; see [Listen].
 package chiadapter
 
 import (
@@ -62,6 +67,15 @@ import (
 // serves it. It returns the bound address (with the chosen port when addr
 // has port 0). The server's ReadHeaderTimeout is 10 seconds.
 //
+// The server speaks HTTP/1.1 and unencrypted HTTP/2 with prior knowledge
+// (h2c) on the same port, through [net/http.Server.Protocols]: an HTTP/2
+// client needs a transport that allows unencrypted HTTP/2 (for Go, an
+// [net/http.Transport] whose Protocols has SetUnencryptedHTTP2), and
+// HTTP/1.1 clients are served as ever. The "Upgrade: h2c" dance of
+// HTTP/1.1 is not supported. From the hold on, HTTP/1 responses carry
+// "Connection: close" and HTTP/2 responses do not: HTTP/2 connections get
+// net/http's graceful GOAWAY at the drain.
+//
 // With a nil h, r serves the probe paths itself, still untracked. Listen
 // returns an error for a nil lc or r, the listen error (a port in use,
 // say), or [core.ErrShuttingDown] once the shutdown has started.
@@ -76,7 +90,9 @@ func Listen(lc *core.Lifecycle, addr string, r chi.Router, h *health.Health) (ne
 	if h != nil {
 		probes = h
 	}
-	srv := &http.Server{Addr: addr, Handler: r, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Addr: addr, Handler: r, ReadHeaderTimeout: 10 * time.Second, Protocols: new(http.Protocols)}
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true) // h2c with prior knowledge, on the same port
 	if err := lc.ListenHTTP(srv, probes); err != nil {
 		return nil, err
 	}

@@ -150,6 +150,9 @@ func (c rawConn) do(t *testing.T, method, path string) (code int, hdr http.Heade
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
 	defer resp.Body.Close()
+	if resp.Close {
+		resp.Header.Set("Connection", "close")
+	} // ReadResponse folds it into Close
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, resp.Header, string(b), true
 }
@@ -160,7 +163,8 @@ func text(body string) http.HandlerFunc {
 
 // TestDrain: a slow request under r.Route holds the drain; during the
 // drain the probes are answered by the Health (readyz 503, healthz 200)
-// although the router has a catch-all, and other requests are refused.
+// although the router has a catch-all, and other requests are served
+// and tracked (never refused), with "Connection: close".
 func TestDrain(t *testing.T) { retrySlow(t, testDrain) }
 
 func testDrain(t *testing.T) bool {
@@ -388,7 +392,7 @@ func TestListenAddr(t *testing.T) {
 }
 
 // TestNilHealth: with no Health the router serves the probe paths,
-// untracked: even during the drain they are not refused.
+// untracked: even during the drain they do not hold it.
 func TestNilHealth(t *testing.T) { retrySlow(t, testNilHealth) }
 
 func testNilHealth(t *testing.T) bool {

@@ -59,6 +59,9 @@ func TestContract(t *testing.T) {
 			t.Run("port_in_use_exits_4_unready", func(t *testing.T) { t.Parallel(); testPortInUse(t, ex.pkg) })
 			t.Run("ready_after_signals", func(t *testing.T) { t.Parallel(); testReadyAfterSignals(t, ex.pkg) })
 			t.Run("otel_console_spans", func(t *testing.T) { t.Parallel(); testSpans(t, ex.pkg) })
+			t.Run("h2c_and_http1_on_addr", func(t *testing.T) { t.Parallel(); testH2C(t, ex.pkg) })
+			t.Run("fixed_hold_follows_hold", func(t *testing.T) { t.Parallel(); testFixedHold(t, ex.pkg) })
+			t.Run("adaptive_hold_ends_quiet", func(t *testing.T) { t.Parallel(); testAdaptiveHold(t, ex.pkg) })
 		})
 	}
 }
@@ -203,6 +206,11 @@ func testBadFlags(t *testing.T, pkg string) {
 		{"not_a_duration", []string{"-hold", "ten"}, "invalid value"},
 		{"unknown_flag", []string{"-nope"}, "not defined"},
 		{"stray_argument", []string{"extra"}, "unexpected"},
+		{"hold_max_below_hold", []string{"-hold", "3s", "-hold-max", "2s"}, "-hold-max 2s is shorter than -hold 3s"},
+		{"zero_hold_quiet", []string{"-hold", "1s", "-hold-max", "5s", "-hold-quiet", "0s"}, "-hold-quiet must be positive"},
+		{"negative_hold_quiet", []string{"-hold-quiet", "-1s"}, "-hold-quiet must be positive"},
+		// The budget counts the hold's maximum: 1s would fit, 20s does not.
+		{"hold_max_exceeds_grace", []string{"-hold", "1s", "-hold-max", "20s", "-drain-timeout", "15s", "-grace", "30s"}, "-hold-max, -drain-timeout and -grace: lameduck: hold 20s + drain timeout 15s + margin 3s = 38s exceeds the grace period 30s"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -301,6 +309,79 @@ func testSpans(t *testing.T, pkg string) {
 	}
 	if attr := root.attr("lameduck.trigger"); attr != "SIGTERM" {
 		t.Errorf("trigger = %v, want SIGTERM", attr)
+	}
+}
+
+// testH2C: the example serves HTTP/2 with prior knowledge (h2c) and
+// HTTP/1.1 on the one -addr.
+func testH2C(t *testing.T, pkg string) {
+	p, base := startExample(t, pkg, nil, "-hold", "0s", "-drain-timeout", "5s")
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	t.Cleanup(tr.CloseIdleConnections)
+	for _, c := range []struct {
+		proto  string
+		client *http.Client
+	}{
+		{"HTTP/2.0", &http.Client{Transport: tr, Timeout: 30 * time.Second}},
+		{"HTTP/1.1", testutil.NewClient(t)},
+	} {
+		for _, method := range []string{"GET", "POST"} {
+			req, err := http.NewRequestWithContext(t.Context(), method, base+"/work?ms=1", strings.NewReader("x"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := c.client.Do(req)
+			if err != nil {
+				t.Fatalf("%s %s /work: %v", c.proto, method, err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != 200 || string(body) != "ok\n" || resp.Proto != c.proto {
+				t.Errorf("%s /work with a %s client: %s %d %q %v, want %s 200 \"ok\\n\"", method, c.proto, resp.Proto, resp.StatusCode, body, err, c.proto)
+			}
+		}
+	}
+	p.Signal(syscall.SIGTERM)
+	if code := p.Wait(20 * time.Second); code != exitDrained {
+		t.Errorf("exit code %d, want %d", code, exitDrained)
+	}
+}
+
+// testFixedHold: without -hold-max the hold is fixed at -hold, whatever
+// -hold says (the default of -hold-max follows it).
+func testFixedHold(t *testing.T, pkg string) {
+	p, _ := startExample(t, pkg, nil, "-hold", "400ms", "-drain-timeout", "5s")
+	p.Signal(syscall.SIGTERM)
+	if why := p.LogValue("lameduck: hold ended", "ended_by", 20*time.Second); why != "min" {
+		t.Errorf("fixed hold ended_by=%s, want min", why)
+	}
+	if code := p.Wait(20 * time.Second); code != exitDrained {
+		t.Errorf("exit code %d, want %d", code, exitDrained)
+	}
+	if strings.Contains(p.Stderr(), "hold_max=") {
+		t.Errorf("a fixed hold logged an adaptive one:\n%s", p.Stderr())
+	}
+}
+
+// testAdaptiveHold: with -hold-max above -hold and no traffic, the hold
+// ends after its minimum and -hold-quiet, far before -hold-max.
+func testAdaptiveHold(t *testing.T, pkg string) {
+	const holdMax = 3 * time.Second
+	p, _ := startExample(t, pkg, nil, "-hold", "300ms", "-hold-max", holdMax.String(), "-hold-quiet", "200ms", "-drain-timeout", "5s")
+	p.Signal(syscall.SIGTERM)
+	if why := p.LogValue("lameduck: hold ended", "ended_by", 20*time.Second); why != "quiet" {
+		t.Errorf("adaptive hold ended_by=%s, want quiet:\n%s", why, p.Stderr())
+	}
+	held, err := time.ParseDuration(p.LogValue("lameduck: hold ended", "held", time.Second))
+	if err != nil || held < 300*time.Millisecond || held > holdMax/2 {
+		t.Errorf("adaptive hold held %v (%v), want at least the 300ms minimum and well before -hold-max %v", held, err, holdMax)
+	}
+	if !strings.Contains(p.Stderr(), "hold_quiet=200ms hold_max=3s") {
+		t.Errorf("the holding line lacks the adaptive hold's settings:\n%s", p.Stderr())
+	}
+	if code := p.Wait(20 * time.Second); code != exitDrained {
+		t.Errorf("exit code %d, want %d", code, exitDrained)
 	}
 }
 

@@ -17,6 +17,15 @@ import (
 // serves it. It returns the bound address (with the chosen port when addr
 // has port 0). The server's ReadHeaderTimeout is 10 seconds.
 //
+// The server speaks HTTP/1.1 and unencrypted HTTP/2 with prior knowledge
+// (h2c) on the same port, through [net/http.Server.Protocols]: an HTTP/2
+// client needs a transport that allows unencrypted HTTP/2 (for Go, an
+// [net/http.Transport] whose Protocols has SetUnencryptedHTTP2), and
+// HTTP/1.1 clients are served as ever. The "Upgrade: h2c" dance of
+// HTTP/1.1 is not supported. From the hold on, HTTP/1 responses carry
+// "Connection: close" and HTTP/2 responses do not: HTTP/2 connections get
+// net/http's graceful GOAWAY at the drain.
+//
 // With a nil h, e serves the probe paths itself, still untracked. Listen
 // returns an error for a nil lc or e, the listen error (a port in use,
 // say), or [core.ErrShuttingDown] once the shutdown has started.
@@ -31,7 +40,9 @@ func Listen(lc *core.Lifecycle, addr string, e *gin.Engine, h *health.Health) (n
 	if h != nil {
 		probes = h
 	}
-	srv := &http.Server{Addr: addr, Handler: e, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Addr: addr, Handler: e, ReadHeaderTimeout: 10 * time.Second, Protocols: new(http.Protocols)}
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true) // h2c with prior knowledge, on the same port
 	if err := lc.ListenHTTP(srv, probes); err != nil {
 		return nil, err
 	}

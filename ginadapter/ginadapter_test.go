@@ -164,7 +164,8 @@ func text(body string) gin.HandlerFunc {
 // TestDrain: a slow request in a group under a prefix holds the drain;
 // during the drain the probes are answered by the Health (readyz 503,
 // healthz 200) although the engine has a NoRoute catch-all, and other
-// requests, a 405 of gin's included, are refused before gin sees them.
+// requests, a 405 of gin's included, are served and tracked (never
+// refused), with "Connection: close".
 func TestDrain(t *testing.T) { retrySlow(t, testDrain) }
 
 func testDrain(t *testing.T) bool {
@@ -452,7 +453,7 @@ func TestListenAddr(t *testing.T) {
 }
 
 // TestNilHealth: with no Health the engine serves the probe paths,
-// untracked: even during the drain they are not refused.
+// untracked: even during the drain they do not hold it.
 func TestNilHealth(t *testing.T) { retrySlow(t, testNilHealth) }
 
 func testNilHealth(t *testing.T) bool {

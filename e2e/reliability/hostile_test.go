@@ -172,7 +172,7 @@ func TestSlowlorisTrickle(t *testing.T) {
 
 // TestSlowClientFinishingDuringDrain sends the start of a head before the
 // drain and its end during the drain, within its grace: the request must
-// be answered 503 with Retry-After and Connection: close, never dropped.
+// be served, with Connection: close, never dropped.
 func TestSlowClientFinishingDuringDrain(t *testing.T) {
 	l := newLifecycle(t, core.WithHold(0), core.WithDrainTimeout(time.Minute))
 	accepted := make(chan time.Time, 2)

@@ -7,14 +7,21 @@
 //
 // Routes: GET /healthz, GET /livez, GET /readyz (with ?verbose, ?exclude=,
 // /readyz/<check>) and GET|POST /work?ms=N, which waits N ms and answers
-// "ok". On SIGTERM or SIGINT readiness fails at once, every request is
-// still served for -hold (with "Connection: close"), then the listener
-// closes and in-flight requests drain for at most -drain-timeout. With
-// -admin-addr, GET /prestop on that separate listener is the Kubernetes
-// preStop trigger. Exit status: 0 drained, 1 drain timed out and work was
-// abandoned, 2 bad flags, 3 a second signal forced the exit, 4 the service
-// could not listen or a server failed. With OTEL_TRACES_EXPORTER=console
-// the shutdown spans are printed to stdout.
+// "ok", over HTTP/1.1 and h2c (HTTP/2 with prior knowledge) on the same
+// port. On SIGTERM or SIGINT readiness fails at once, every request is
+// still served for -hold (HTTP/1 responses with "Connection: close"),
+// then the listener closes (HTTP/2 connections get a graceful GOAWAY)
+// and in-flight requests drain for at most -drain-timeout. With
+// -hold-max above -hold the hold is adaptive: after -hold it ends as soon
+// as no new traffic has come for -hold-quiet, at most at -hold-max:
+//
+//	go run ./examples/gin -hold 1s -hold-max 8s -hold-quiet 500ms
+//
+// With -admin-addr, GET /prestop on that separate listener is the
+// Kubernetes preStop trigger. Exit status: 0 drained, 1 drain timed out
+// and work was abandoned, 2 bad flags, 3 a second signal forced the
+// exit, 4 the service could not listen or a server failed. With
+// OTEL_TRACES_EXPORTER=console the shutdown spans are printed to stdout.
 //
 // Everything is in this file, top to bottom, using only the public API:
 // copy it. The engine is served through the lifecycle, never by
@@ -56,10 +63,12 @@ const (
 func main() { os.Exit(run()) }
 
 func run() int {
-	addr := flag.String("addr", ":8080", "`address` to listen on (host:port; port 0 picks a free port, logged as addr=…)")
-	hold := flag.Duration("hold", 10*time.Second, "how long to keep serving after SIGTERM while load balancers converge (readiness fails at once)")
+	addr := flag.String("addr", ":8080", "`address` to listen on, serving HTTP/1.1 and h2c (HTTP/2 with prior knowledge) on the same port (host:port; port 0 picks a free port, logged as addr=…)")
+	hold := flag.Duration("hold", 10*time.Second, "how long to keep serving after SIGTERM while load balancers converge (readiness fails at once); with -hold-max, the hold's minimum")
+	holdMax := flag.Duration("hold-max", 0, "the adaptive hold's maximum (default: equal to -hold, a fixed hold); larger than -hold turns the adaptive hold on: after -hold it ends once no new traffic has come for -hold-quiet, at the latest after -hold-max")
+	holdQuiet := flag.Duration("hold-quiet", time.Second, "with -hold-max: the adaptive hold ends after this long without new traffic (a non-probe request on a connection opened during the hold)")
 	drain := flag.Duration("drain-timeout", 15*time.Second, "how long the drain may wait for in-flight requests before they are abandoned (exit 1)")
-	grace := flag.Duration("grace", 30*time.Second, "the pod's terminationGracePeriodSeconds: hold + drain-timeout + margin must fit in it")
+	grace := flag.Duration("grace", 30*time.Second, "the pod's terminationGracePeriodSeconds: the longest hold (-hold-max) + drain-timeout + margin must fit in it")
 	adminAddr := flag.String("admin-addr", "", "`address` of an admin listener serving the preStop trigger at /prestop (off when empty; never expose it publicly)")
 	flag.Usage = usage
 	flag.Parse() // exits 2 on a bad flag
@@ -67,7 +76,10 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "gin:", err)
 		return code
 	}
-	if err := checkFlags(*addr, *hold, *drain, *grace); err != nil {
+	if !flagSet("hold-max") {
+		*holdMax = *hold // the default follows -hold: a fixed hold
+	}
+	if err := checkFlags(*addr, *hold, *holdMax, *holdQuiet, *drain, *grace); err != nil {
 		return fail(exitUsage, err) // before anything listens
 	}
 
@@ -78,7 +90,13 @@ func run() int {
 	}
 	defer flush() // every return below flushes the spans
 
-	lc, err := core.New(core.WithHold(*hold), core.WithDrainTimeout(*drain), core.WithGracePeriod(*grace), core.WithLogger(logger))
+	opts := []core.Option{core.WithHold(*hold), core.WithDrainTimeout(*drain), core.WithGracePeriod(*grace), core.WithLogger(logger)}
+	if *holdMax > *hold {
+		// At least -hold, then until no new traffic for -hold-quiet, at
+		// most -hold-max: the hold ends when the load balancers are done.
+		opts = append(opts, core.WithAdaptiveHold(*holdQuiet, *holdMax))
+	}
+	lc, err := core.New(opts...)
 	if err != nil {
 		return fail(exitUsage, err)
 	}
@@ -124,13 +142,22 @@ func run() int {
 
 func usage() {
 	fmt.Fprint(flag.CommandLine.Output(), "Usage of gin:\n\nA demo service that shuts down the lameduck way: on SIGTERM or SIGINT\n"+
-		"readiness fails, requests are served for -hold, then in-flight work drains\n"+
-		"for at most -drain-timeout. Exit 0: drained; 1: work abandoned; 3: second signal.\n\n")
+		"readiness fails, requests are served for -hold (with -hold-max: until no new\n"+
+		"traffic for -hold-quiet, at most -hold-max), then in-flight work drains for\n"+
+		"at most -drain-timeout. HTTP/1.1 and h2c on one port. Exit 0: drained;\n"+
+		"1: work abandoned; 2: bad flags; 3: second signal; 4: could not listen.\n\n")
 	flag.PrintDefaults()
 }
 
+// flagSet reports whether the flag name was given on the command line.
+func flagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
 // checkFlags checks the flags before anything listens.
-func checkFlags(addr string, hold, drain, grace time.Duration) error {
+func checkFlags(addr string, hold, holdMax, holdQuiet, drain, grace time.Duration) error {
 	switch {
 	case flag.NArg() > 0:
 		return fmt.Errorf("unexpected arguments: %q", flag.Args())
@@ -138,15 +165,24 @@ func checkFlags(addr string, hold, drain, grace time.Duration) error {
 		return errors.New("-addr must not be empty")
 	case hold < 0:
 		return fmt.Errorf("-hold must not be negative, got %v", hold)
+	case holdMax < hold:
+		return fmt.Errorf("-hold-max %v is shorter than -hold %v, the hold's minimum", holdMax, hold)
+	case holdQuiet <= 0:
+		return fmt.Errorf("-hold-quiet must be positive, got %v", holdQuiet)
 	case drain <= 0:
 		return fmt.Errorf("-drain-timeout must be positive, got %v", drain)
 	case grace <= 0:
 		return fmt.Errorf("-grace must be positive, got %v", grace)
 	}
-	// The rule core.New applies with WithGracePeriod: hold + drain timeout
-	// + margin ≤ grace, or the kubelet would SIGKILL mid-drain.
-	if err := core.CheckBudget(grace, hold, drain); err != nil {
-		return fmt.Errorf("-hold, -drain-timeout and -grace: %w", err)
+	// The rule core.New applies with WithGracePeriod: the longest hold +
+	// drain timeout + margin ≤ grace, or the kubelet would SIGKILL
+	// mid-drain.
+	longest, names := hold, "-hold"
+	if holdMax > hold {
+		longest, names = holdMax, "-hold-max"
+	}
+	if err := core.CheckBudget(grace, longest, drain); err != nil {
+		return fmt.Errorf("%s, -drain-timeout and -grace: %w", names, err)
 	}
 	return nil
 }

@@ -319,6 +319,12 @@ func TestBadFlags(t *testing.T) {
 		{"no_margin_left", "margin 2.6s", []string{"-hold", "10s", "-drain-timeout", "15s", "-grace", "26s"}},
 		{"not_a_duration", "invalid value", []string{"-hold", "soon"}},
 		{"unknown_flag", "not defined", []string{"-nope"}},
+		{"hold_max_below_hold", "-hold-max 2s is shorter than -hold 3s", []string{"-hold", "3s", "-hold-max", "2s"}},
+		{"zero_hold_quiet", "-hold-quiet must be positive", []string{"-hold", "1s", "-hold-max", "5s", "-hold-quiet", "0s"}},
+		{"negative_hold_quiet", "-hold-quiet must be positive", []string{"-hold-quiet", "-1s"}},
+		// The budget counts the hold's maximum: 1s would fit, 20s does not.
+		{"hold_max_over_grace", "-hold-max, -drain-timeout and -grace: lameduck: hold 20s + drain timeout 15s + margin 3s = 38s exceeds the grace period 30s",
+			[]string{"-hold", "1s", "-hold-max", "20s", "-drain-timeout", "15s", "-grace", "30s"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -330,6 +336,45 @@ func TestBadFlags(t *testing.T) {
 				t.Errorf("stderr %q: want %q and no listening", p.Stderr(), tc.want)
 			}
 		})
+	}
+}
+
+// TestFixedHold: without -hold-max the hold is fixed at -hold, whatever
+// -hold says (the default of -hold-max follows it).
+func TestFixedHold(t *testing.T) {
+	t.Parallel()
+	p, _ := start(t, nil, "-hold", "400ms", "-drain-timeout", "5s")
+	p.Signal(syscall.SIGTERM)
+	if why := p.LogValue("lameduck: hold ended", "ended_by", hang); why != "min" {
+		t.Errorf("fixed hold ended_by=%s, want min", why)
+	}
+	if code := p.Wait(hang); code != exitDrained {
+		t.Errorf("exit code %d, want %d", code, exitDrained)
+	}
+	if strings.Contains(p.Stderr(), "hold_max=") {
+		t.Errorf("a fixed hold logged an adaptive one:\n%s", p.Stderr())
+	}
+}
+
+// TestAdaptiveHold: with -hold-max above -hold and no RPCs, the hold ends
+// after its minimum and -hold-quiet, far before -hold-max.
+func TestAdaptiveHold(t *testing.T) {
+	t.Parallel()
+	const holdMax = 3 * time.Second
+	p, _ := start(t, nil, "-hold", "300ms", "-hold-max", holdMax.String(), "-hold-quiet", "200ms", "-drain-timeout", "5s")
+	p.Signal(syscall.SIGTERM)
+	if why := p.LogValue("lameduck: hold ended", "ended_by", hang); why != "quiet" {
+		t.Errorf("adaptive hold ended_by=%s, want quiet:\n%s", why, p.Stderr())
+	}
+	held, err := time.ParseDuration(p.LogValue("lameduck: hold ended", "held", hang))
+	if err != nil || held < 300*time.Millisecond || held > holdMax/2 {
+		t.Errorf("adaptive hold held %v (%v), want at least the 300ms minimum and well before -hold-max %v", held, err, holdMax)
+	}
+	if !strings.Contains(p.Stderr(), "hold_quiet=200ms hold_max=3s") {
+		t.Errorf("the holding line lacks the adaptive hold's settings:\n%s", p.Stderr())
+	}
+	if code := p.Wait(hang); code != exitDrained {
+		t.Errorf("exit code %d, want %d", code, exitDrained)
 	}
 }
 

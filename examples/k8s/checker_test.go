@@ -54,7 +54,8 @@ type Budget struct {
 	// the sleep, or 0 for none and for the trigger (whose hold is the
 	// process's own).
 	PreStopTime time.Duration
-	// Hold and DrainTimeout are the container's -hold and -drain-timeout.
+	// Hold and DrainTimeout are the container's -hold (its -hold-max with
+	// an adaptive hold: the longest it may be) and -drain-timeout.
 	Hold, DrainTimeout time.Duration
 	// Margin is the margin core.CheckBudget requires for Grace.
 	Margin time.Duration
@@ -91,6 +92,9 @@ func (b Budget) String() string {
 type exampleFlags struct {
 	Addr, AdminAddr           string
 	Hold, DrainTimeout, Grace time.Duration
+	// HoldMax is the adaptive hold's maximum (-hold-max, -hold when not
+	// set), HoldQuiet its -hold-quiet.
+	HoldMax, HoldQuiet time.Duration
 }
 
 // parseExampleFlags parses a container's args as the example services
@@ -106,9 +110,16 @@ func parseExampleFlags(name, defaultAddr string, args []string, stderr *bytes.Bu
 	fs.DurationVar(&f.DrainTimeout, "drain-timeout", 15*time.Second, "")
 	fs.DurationVar(&f.Grace, "grace", 30*time.Second, "")
 	fs.StringVar(&f.AdminAddr, "admin-addr", "", "")
+	fs.DurationVar(&f.HoldMax, "hold-max", 0, "")
+	fs.DurationVar(&f.HoldQuiet, "hold-quiet", time.Second, "")
 	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
 		return f, err
+	}
+	maxSet := false
+	fs.Visit(func(fl *flag.Flag) { maxSet = maxSet || fl.Name == "hold-max" })
+	if !maxSet {
+		f.HoldMax = f.Hold
 	}
 	var err error
 	switch {
@@ -122,6 +133,10 @@ func parseExampleFlags(name, defaultAddr string, args []string, stderr *bytes.Bu
 		err = fmt.Errorf("-drain-timeout must be positive, got %v", f.DrainTimeout)
 	case f.Grace <= 0:
 		err = fmt.Errorf("-grace must be positive, got %v", f.Grace)
+	case f.HoldMax < f.Hold:
+		err = fmt.Errorf("-hold-max %v is shorter than -hold %v, the hold's minimum", f.HoldMax, f.Hold)
+	case f.HoldQuiet <= 0:
+		err = fmt.Errorf("-hold-quiet must be positive, got %v", f.HoldQuiet)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
@@ -346,7 +361,7 @@ func (m *manifest) checkContainer(d deployment, c container) (*Budget, container
 	b := &Budget{
 		Deployment: d.Metadata.Name, Container: c.Name,
 		PreStop: kind, PreStopTime: preStop,
-		Hold: cfg.Hold, DrainTimeout: cfg.DrainTimeout,
+		Hold: cfg.HoldMax, DrainTimeout: cfg.DrainTimeout, // the longest hold
 		Margin: margin(grace), Grace: grace, ProcessGrace: cfg.Grace,
 	}
 	if !b.Fits() {
@@ -365,7 +380,7 @@ func (m *manifest) checkContainer(d deployment, c container) (*Budget, container
 	// The process checks its flags with the same rule and exits 2 when
 	// they do not fit. With -grace as required above, a budget that fits
 	// the pod fits the process too; this catches the others.
-	if err := core.CheckBudget(cfg.Grace, cfg.Hold, cfg.DrainTimeout); err != nil && b.Fits() {
+	if err := core.CheckBudget(cfg.Grace, cfg.HoldMax, cfg.DrainTimeout); err != nil && b.Fits() {
 		fail("args %q: the example exits 2: %v", c.Args, err)
 	}
 	return b, ports, errors.Join(errs...)
