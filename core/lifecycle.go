@@ -432,8 +432,9 @@ func (l *Lifecycle) holdAttrs(trigger string, hold time.Duration, wasServing boo
 	return append(attrs, "drain_timeout", l.cfg.drainTimeout, "in_flight", l.inFlight())
 }
 
-// hold waits for the hold to end and says why it ended: "min" for a
-// fixed hold, "quiet" or "max" for the adaptive one, "forced", or
+// hold waits for the hold to end and says why it ended: "min" when the
+// minimum ended it (a fixed hold, or an adaptive one already quiet),
+// "quiet" or "max" when the adaptive hold outlasted it, "forced", or
 // "not ready" for a service that was never ready. last is how long before
 // the end the last new traffic arrived, negative if none did.
 func (l *Lifecycle) hold(start time.Time, hold time.Duration, wasServing bool) (why string, last time.Duration) {
@@ -457,7 +458,7 @@ func (l *Lifecycle) hold(start time.Time, hold time.Duration, wasServing bool) (
 		return "min", -1
 	}
 	maxEnd := start.Add(l.cfg.holdMax)
-	for {
+	for first := true; ; first = false {
 		now := time.Now()
 		quietEnd := start.Add(l.cfg.holdQuiet)
 		if n := l.lastNew.Load(); n > start.UnixNano() {
@@ -466,6 +467,8 @@ func (l *Lifecycle) hold(start time.Time, hold time.Duration, wasServing bool) (
 		switch {
 		case !now.Before(maxEnd):
 			return "max", lastNew(now)
+		case !now.Before(quietEnd) && first:
+			return "min", lastNew(now) // quiet already: the minimum held it
 		case !now.Before(quietEnd):
 			return "quiet", lastNew(now)
 		}

@@ -365,19 +365,20 @@ func testFixedHold(t *testing.T, pkg string) {
 }
 
 // testAdaptiveHold: with -hold-max above -hold and no traffic, the hold
-// ends after its minimum and -hold-quiet, far before -hold-max.
+// ends -hold-quiet after its start (the minimum is shorter), far before
+// -hold-max.
 func testAdaptiveHold(t *testing.T, pkg string) {
 	const holdMax = 3 * time.Second
-	p, _ := startExample(t, pkg, nil, "-hold", "300ms", "-hold-max", holdMax.String(), "-hold-quiet", "200ms", "-drain-timeout", "5s")
+	p, _ := startExample(t, pkg, nil, "-hold", "100ms", "-hold-max", holdMax.String(), "-hold-quiet", "400ms", "-drain-timeout", "5s")
 	p.Signal(syscall.SIGTERM)
 	if why := p.LogValue("lameduck: hold ended", "ended_by", 20*time.Second); why != "quiet" {
 		t.Errorf("adaptive hold ended_by=%s, want quiet:\n%s", why, p.Stderr())
 	}
 	held, err := time.ParseDuration(p.LogValue("lameduck: hold ended", "held", time.Second))
-	if err != nil || held < 300*time.Millisecond || held > holdMax/2 {
-		t.Errorf("adaptive hold held %v (%v), want at least the 300ms minimum and well before -hold-max %v", held, err, holdMax)
+	if err != nil || held < 400*time.Millisecond || held > holdMax/2 {
+		t.Errorf("adaptive hold held %v (%v), want at least the 400ms quiet time (over the 100ms minimum) and well before -hold-max %v", held, err, holdMax)
 	}
-	if !strings.Contains(p.Stderr(), "hold_quiet=200ms hold_max=3s") {
+	if !strings.Contains(p.Stderr(), "hold_quiet=400ms hold_max=3s") {
 		t.Errorf("the holding line lacks the adaptive hold's settings:\n%s", p.Stderr())
 	}
 	if code := p.Wait(20 * time.Second); code != exitDrained {

@@ -361,16 +361,16 @@ func TestFixedHold(t *testing.T) {
 func TestAdaptiveHold(t *testing.T) {
 	t.Parallel()
 	const holdMax = 3 * time.Second
-	p, _ := start(t, nil, "-hold", "300ms", "-hold-max", holdMax.String(), "-hold-quiet", "200ms", "-drain-timeout", "5s")
+	p, _ := start(t, nil, "-hold", "100ms", "-hold-max", holdMax.String(), "-hold-quiet", "400ms", "-drain-timeout", "5s")
 	p.Signal(syscall.SIGTERM)
 	if why := p.LogValue("lameduck: hold ended", "ended_by", hang); why != "quiet" {
 		t.Errorf("adaptive hold ended_by=%s, want quiet:\n%s", why, p.Stderr())
 	}
 	held, err := time.ParseDuration(p.LogValue("lameduck: hold ended", "held", hang))
-	if err != nil || held < 300*time.Millisecond || held > holdMax/2 {
-		t.Errorf("adaptive hold held %v (%v), want at least the 300ms minimum and well before -hold-max %v", held, err, holdMax)
+	if err != nil || held < 400*time.Millisecond || held > holdMax/2 {
+		t.Errorf("adaptive hold held %v (%v), want at least the 400ms quiet time (over the 100ms minimum) and well before -hold-max %v", held, err, holdMax)
 	}
-	if !strings.Contains(p.Stderr(), "hold_quiet=200ms hold_max=3s") {
+	if !strings.Contains(p.Stderr(), "hold_quiet=400ms hold_max=3s") {
 		t.Errorf("the holding line lacks the adaptive hold's settings:\n%s", p.Stderr())
 	}
 	if code := p.Wait(hang); code != exitDrained {
