@@ -40,7 +40,9 @@ const (
 // reacts to SIGTERM as the behaviour says. It returns the exit status.
 func backendMain(behaviour string, args []string) int {
 	fs := flag.NewFlagSet("rollout backend", flag.ContinueOnError)
-	hold := fs.Duration("hold", 2*time.Second, "lameduck hold")
+	hold := fs.Duration("hold", 2*time.Second, "lameduck hold; adaptive: its minimum")
+	quiet := fs.Duration("hold-quiet", time.Second, "adaptive hold: quiet time")
+	holdMax := fs.Duration("hold-max", 0, "adaptive hold: maximum")
 	drain := fs.Duration("drain-timeout", 5*time.Second, "drain timeout")
 	if err := fs.Parse(args); err != nil {
 		return backendUsage
@@ -54,8 +56,13 @@ func backendMain(behaviour string, args []string) int {
 		os.Exit(backendOrphaned)
 	}()
 
-	if behaviour == behaviourLameduck {
-		return serveLameduck(*hold, *drain, logger)
+	switch behaviour {
+	case behaviourLameduck:
+		return serveLameduck(logger, core.WithHold(*hold), core.WithDrainTimeout(*drain))
+	case behaviourAdaptive:
+		// At least -hold, then until no new traffic for -hold-quiet, at
+		// most -hold-max: until the balancer has stopped routing here.
+		return serveLameduck(logger, core.WithHold(*hold), core.WithAdaptiveHold(*quiet, *holdMax), core.WithDrainTimeout(*drain))
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -126,9 +133,11 @@ func serveShutdown(srv *http.Server, mux *http.ServeMux, ln net.Listener, drain 
 // serveLameduck serves with a core.Lifecycle: readiness fails at SIGTERM,
 // everything is served for the hold (with "Connection: close"), then the
 // drain. ListenHTTP listens at once; Run serves, catches the signals and
-// only then marks the backend ready.
-func serveLameduck(hold, drain time.Duration, logger *slog.Logger) int {
-	lc, err := core.New(core.WithHold(hold), core.WithDrainTimeout(drain), core.WithLogger(logger))
+// only then marks the backend ready. The options set the hold, fixed or
+// adaptive, and the drain timeout; the lifecycle logs how long it held
+// ("lameduck: hold ended held=…"), which the demo reads.
+func serveLameduck(logger *slog.Logger, opts ...core.Option) int {
+	lc, err := core.New(append(opts, core.WithLogger(logger))...)
 	if err != nil {
 		logger.Error("lifecycle", "err", err)
 		return backendUsage

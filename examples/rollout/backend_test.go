@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/lameduck/lameduck/core"
 )
@@ -55,5 +57,24 @@ func TestExitCode(t *testing.T) {
 				t.Errorf("exitCode(%v): got %d, want %d", tc.err, got, tc.want)
 			}
 		})
+	}
+}
+
+func TestLogWatchHeld(t *testing.T) {
+	var logs strings.Builder
+	w := &logWatch{logs: &logs}
+	// Written in pieces that split lines, as a pipe may deliver them.
+	in := "time=x level=INFO msg=\"lameduck: holding\" hold=1s hold_quiet=300ms\n" +
+		"time=x level=INFO msg=\"lameduck: hold ended\" held=1.734s ended_by=quiet last_new_traffic_before_end=300ms\n"
+	for i := 0; i < len(in); i += 7 {
+		if _, err := w.Write([]byte(in[i:min(i+7, len(in))])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if w.held != 1734*time.Millisecond {
+		t.Errorf("held: got %v, want 1.734s", w.held)
+	}
+	if logs.String() != in {
+		t.Errorf("logs: got %q, want everything passed on", logs.String())
 	}
 }

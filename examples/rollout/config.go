@@ -14,7 +14,8 @@ import (
 const (
 	behaviourExit     = "exit"     // no handler: the signal kills the process
 	behaviourShutdown = "shutdown" // http.Server.Shutdown as soon as SIGTERM arrives
-	behaviourLameduck = "lameduck" // core.Lifecycle: hold, then drain
+	behaviourLameduck = "lameduck" // core.Lifecycle: a fixed hold, then drain
+	behaviourAdaptive = "adaptive" // core.Lifecycle with core.WithAdaptiveHold
 )
 
 // Load balancer modes.
@@ -24,7 +25,7 @@ const (
 )
 
 var (
-	allBehaviours = []string{behaviourExit, behaviourShutdown, behaviourLameduck}
+	allBehaviours = []string{behaviourExit, behaviourShutdown, behaviourLameduck, behaviourAdaptive}
 	allModes      = []string{modeL4, modeL7}
 )
 
@@ -38,6 +39,8 @@ type config struct {
 	RunTimeout   time.Duration
 	Settle       time.Duration
 	Hold         time.Duration
+	HoldQuiet    time.Duration
+	HoldMax      time.Duration
 	DrainTimeout time.Duration
 	DelayMin     time.Duration
 	DelayMax     time.Duration
@@ -45,13 +48,17 @@ type config struct {
 	MSMin        int
 	MSMax        int
 	PostRatio    float64
+	NewConnRatio float64
 	ReqTimeout   time.Duration
 	SVG          string
 	Verbose      bool
 }
 
-// defaultConfig returns the defaults, chosen so that the six runs finish
-// in well under a minute on two cores.
+// defaultConfig returns the defaults, chosen so that the eight runs
+// finish in well under a minute on two cores. The endpoint removal lands
+// after the fixed hold: the lameduck row shows what a hold that is a
+// guess loses, the adaptive row (the same hold as its minimum) that a
+// hold which ends when the new traffic stops loses nothing.
 func defaultConfig() config {
 	return config{
 		Backends:     3,
@@ -60,15 +67,18 @@ func defaultConfig() config {
 		Workers:      16,
 		Requests:     500000,
 		RunTimeout:   60 * time.Second,
-		Settle:       500 * time.Millisecond,
-		Hold:         2 * time.Second,
+		Settle:       300 * time.Millisecond,
+		Hold:         time.Second,
+		HoldQuiet:    300 * time.Millisecond,
+		HoldMax:      5 * time.Second,
 		DrainTimeout: 5 * time.Second,
-		DelayMin:     500 * time.Millisecond,
+		DelayMin:     1100 * time.Millisecond,
 		DelayMax:     1500 * time.Millisecond,
 		Seed:         1,
 		MSMin:        0,
 		MSMax:        50,
 		PostRatio:    0.5,
+		NewConnRatio: 0.5,
 		ReqTimeout:   5 * time.Second,
 	}
 }
@@ -92,6 +102,14 @@ Behaviours (what the backend does on SIGTERM):
   shutdown  http.Server.Shutdown at once, the common Go pattern
   lameduck  core.Lifecycle: readiness fails, everything is served for
             -hold, then the drain (at most -drain-timeout)
+  adaptive  core.Lifecycle with core.WithAdaptiveHold: the same, but the
+            hold lasts at least -hold, then ends once no request has come
+            on a connection opened during the hold for -hold-quiet (the
+            balancer has stopped routing here), at most -hold-max
+
+By default the endpoint removal lands after -hold: the fixed hold ends
+while the balancer still routes to the old backend, and a fixed hold long
+enough for the slowest removal would make every backend wait that long.
 
 Load balancer modes:
   l4  a TCP proxy that picks a backend from the current endpoint list only
@@ -102,9 +120,14 @@ Load balancer modes:
       its own keep-alive connections to the backends and never retries a
       failed request: a failed upstream is a 502 to the client
 
-The load: -workers clients, each with its own keep-alive connection, send
-GET and POST /work?ms=N (N drawn in [-ms-min, -ms-max]); a POST has a body
-and no Idempotency-Key, so no client may safely retry it.
+The load: -workers clients send GET and POST /work?ms=N (N drawn in
+[-ms-min, -ms-max]); a share -new-conn of them are short-lived clients
+(other pods' jobs, scripts) that open a new connection for every request,
+the others keep one connection alive. A POST has a body and no
+Idempotency-Key, so no client may safely retry it. Behind the l4 balancer
+the short-lived clients are what keeps reaching a backend still listed:
+the keep-alive ones are told to reconnect during the hold and then stay
+where they land.
 
 Flags:
 `
@@ -123,20 +146,23 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	behaviours := strings.Join(c.Behaviours, ",")
 	modes := strings.Join(c.Modes, ",")
 	fs.IntVar(&c.Backends, "backends", c.Backends, "`number` of backend processes in the pool (1-20)")
-	fs.StringVar(&behaviours, "behaviours", behaviours, "comma-separated `list` of server behaviours to run: exit, shutdown, lameduck")
+	fs.StringVar(&behaviours, "behaviours", behaviours, "comma-separated `list` of server behaviours to run: exit, shutdown, lameduck, adaptive")
 	fs.StringVar(&modes, "modes", modes, "comma-separated `list` of load balancer modes to run: l4, l7")
 	fs.IntVar(&c.Workers, "workers", c.Workers, "`number` of concurrent clients, each on its own keep-alive connection (1-1000)")
 	fs.Int64Var(&c.Requests, "requests", c.Requests, "at most this many requests per run (a bound; runs normally end before)")
 	fs.DurationVar(&c.RunTimeout, "run-timeout", c.RunTimeout, "a run that takes longer than this is abandoned (a bound)")
 	fs.DurationVar(&c.Settle, "settle", c.Settle, "load before the first restart and after the last one")
-	fs.DurationVar(&c.Hold, "hold", c.Hold, "lameduck: how long to keep serving after SIGTERM")
-	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "lameduck and shutdown: how long in-flight requests may take to finish after the listener closes")
+	fs.DurationVar(&c.Hold, "hold", c.Hold, "lameduck: how long to keep serving after SIGTERM; adaptive: the hold's minimum")
+	fs.DurationVar(&c.HoldQuiet, "hold-quiet", c.HoldQuiet, "adaptive: the hold ends after this long without new traffic (a request on a connection opened during the hold)")
+	fs.DurationVar(&c.HoldMax, "hold-max", c.HoldMax, "adaptive: the hold's maximum (at least -hold)")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "lameduck, adaptive and shutdown: how long in-flight requests may take to finish after the listener closes")
 	fs.DurationVar(&c.DelayMin, "delay-min", c.DelayMin, "shortest delay between SIGTERM and the endpoint's removal from the load balancer")
 	fs.DurationVar(&c.DelayMax, "delay-max", c.DelayMax, "longest delay between SIGTERM and the endpoint's removal from the load balancer")
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "seed of the removal delays and of the load (the same for every run)")
 	fs.IntVar(&c.MSMin, "ms-min", c.MSMin, "shortest work of a request, in `milliseconds`")
 	fs.IntVar(&c.MSMax, "ms-max", c.MSMax, "longest work of a request, in `milliseconds` (at most 60000)")
 	fs.Float64Var(&c.PostRatio, "post", c.PostRatio, "share of POST requests, from 0 to 1")
+	fs.Float64Var(&c.NewConnRatio, "new-conn", c.NewConnRatio, "share of the clients that open a new connection for every request, from 0 to 1 (the others keep theirs alive)")
 	fs.DurationVar(&c.ReqTimeout, "request-timeout", c.ReqTimeout, "a request that takes longer fails as a timeout")
 	fs.StringVar(&c.SVG, "svg", "", "write a timeline of successes and failures to this `file` (SVG)")
 	fs.BoolVar(&c.Verbose, "v", false, "show the backends' logs (stderr) and every step")
@@ -179,6 +205,17 @@ func parseList(flagName, s string, known []string) ([]string, error) {
 	return out, nil
 }
 
+// longestHold is how long a backend of the behaviour may hold.
+func (c config) longestHold(behaviour string) time.Duration {
+	switch behaviour {
+	case behaviourLameduck:
+		return c.Hold
+	case behaviourAdaptive:
+		return c.HoldMax
+	}
+	return 0
+}
+
 func (c config) validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
@@ -200,6 +237,12 @@ func (c config) validate() error {
 	if c.Hold < 0 {
 		bad("-hold must not be negative, got %v", c.Hold)
 	}
+	if c.HoldQuiet <= 0 {
+		bad("-hold-quiet must be positive, got %v", c.HoldQuiet)
+	}
+	if c.HoldMax < c.Hold {
+		bad("-hold-max %v must not be less than -hold %v, the adaptive hold's minimum", c.HoldMax, c.Hold)
+	}
 	if c.DrainTimeout <= 0 {
 		bad("-drain-timeout must be positive, got %v", c.DrainTimeout)
 	}
@@ -217,6 +260,9 @@ func (c config) validate() error {
 	}
 	if !(c.PostRatio >= 0 && c.PostRatio <= 1) { // also rejects NaN
 		bad("-post must be from 0 to 1, got %v", c.PostRatio)
+	}
+	if !(c.NewConnRatio >= 0 && c.NewConnRatio <= 1) {
+		bad("-new-conn must be from 0 to 1, got %v", c.NewConnRatio)
 	}
 	if c.ReqTimeout <= 0 {
 		bad("-request-timeout must be positive, got %v", c.ReqTimeout)

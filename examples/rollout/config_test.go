@@ -20,9 +20,16 @@ func TestParseFlagsDefaults(t *testing.T) {
 	if c.Backends != want.Backends || c.Hold != want.Hold || c.DelayMax != want.DelayMax {
 		t.Errorf("got %+v, want the defaults %+v", c, want)
 	}
-	// The story of the defaults: removal lands inside the hold.
-	if c.DelayMax >= c.Hold {
-		t.Errorf("default -delay-max %v must be shorter than the default -hold %v", c.DelayMax, c.Hold)
+	// The story of the defaults: every removal lands after the fixed
+	// hold, which the adaptive hold, with the same minimum, outlasts.
+	if c.DelayMin <= c.Hold {
+		t.Errorf("default -delay-min %v must be longer than the default -hold %v", c.DelayMin, c.Hold)
+	}
+	if c.DelayMax+c.HoldQuiet >= c.HoldMax {
+		t.Errorf("default -delay-max %v + -hold-quiet %v must be shorter than the default -hold-max %v", c.DelayMax, c.HoldQuiet, c.HoldMax)
+	}
+	if !slices.Contains(c.Behaviours, behaviourAdaptive) {
+		t.Errorf("default behaviours %v: want %s among them", c.Behaviours, behaviourAdaptive)
 	}
 }
 
@@ -53,6 +60,8 @@ func TestParseFlagsRejects(t *testing.T) {
 		{"negative_settle", []string{"-settle", "-1s"}, "-settle"},
 		{"negative_hold", []string{"-hold", "-1s"}, "-hold"},
 		{"zero_drain_timeout", []string{"-drain-timeout", "0s"}, "-drain-timeout"},
+		{"zero_hold_quiet", []string{"-hold-quiet", "0s"}, "-hold-quiet"},
+		{"hold_max_below_hold", []string{"-hold", "3s", "-hold-max", "2s"}, "-hold-max"},
 		{"negative_delay", []string{"-delay-min", "-1ms"}, "-delay-min"},
 		{"delay_max_below_min", []string{"-delay-min", "2s", "-delay-max", "1s"}, "-delay-max"},
 		{"negative_ms", []string{"-ms-min", "-1"}, "-ms-min"},
@@ -60,6 +69,7 @@ func TestParseFlagsRejects(t *testing.T) {
 		{"ms_max_too_big", []string{"-ms-max", "60001"}, "-ms-max"},
 		{"post_above_one", []string{"-post", "1.5"}, "-post"},
 		{"post_nan", []string{"-post", "NaN"}, "-post"},
+		{"new_conn_above_one", []string{"-new-conn", "2"}, "-new-conn"},
 		{"zero_request_timeout", []string{"-request-timeout", "0s"}, "-request-timeout"},
 		{"unknown_behaviour", []string{"-behaviours", "exit,sleep"}, `unknown name "sleep"`},
 		{"empty_behaviours", []string{"-behaviours", ""}, "-behaviours"},
@@ -98,7 +108,7 @@ func TestHelpExplainsEveryFlag(t *testing.T) {
 	}
 	help := stderr.String()
 	for _, name := range []string{"-backends", "-behaviours", "-modes", "-workers", "-requests", "-run-timeout", "-settle",
-		"-hold", "-drain-timeout", "-delay-min", "-delay-max", "-seed", "-ms-min", "-ms-max", "-post", "-request-timeout",
+		"-hold", "-hold-quiet", "-hold-max", "adaptive", "WithAdaptiveHold", "-drain-timeout", "-delay-min", "-delay-max", "-seed", "-ms-min", "-ms-max", "-post", "-new-conn", "-request-timeout",
 		"-svg", "kube-proxy", "lameduck", "Shutdown"} {
 		if !strings.Contains(help, name) {
 			t.Errorf("-h does not mention %s", name)

@@ -45,6 +45,7 @@ type loadConfig struct {
 	MSMin      int
 	MSMax      int
 	PostRatio  float64
+	NewConns   int // the first NewConns workers open a new connection per request
 	Seed       uint64
 	ReqTimeout time.Duration
 	// RefusedConn tells, for a connection that failed, whether the L4
@@ -53,7 +54,8 @@ type loadConfig struct {
 }
 
 // load is a running load: workers sending GET and POST /work requests,
-// each over its own keep-alive connection, until stop.
+// each over its own keep-alive connection or a new connection per
+// request, until stop.
 type load struct {
 	cfg   loadConfig
 	t0    time.Time
@@ -103,6 +105,7 @@ func (l *load) worker(id int) {
 		DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
 		MaxIdleConnsPerHost: 1,
 		DisableCompression:  true,
+		DisableKeepAlives:   id < l.cfg.NewConns,
 	}
 	defer tr.CloseIdleConnections()
 	c := &http.Client{Transport: tr, Timeout: l.cfg.ReqTimeout}

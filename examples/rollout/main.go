@@ -13,9 +13,12 @@
 // the load balancer after a random delay (the endpoint change propagating
 // to kube-proxy or an ingress).
 //
-// It does so for three server behaviours: exit (no SIGTERM handler),
+// It does so for four server behaviours: exit (no SIGTERM handler),
 // shutdown (http.Server.Shutdown as soon as SIGTERM arrives, the common Go
-// pattern) and lameduck (core.Lifecycle with health and ListenHTTP); and
+// pattern), lameduck (core.Lifecycle with health and ListenHTTP, a fixed
+// hold) and adaptive (the same with core.WithAdaptiveHold: the hold ends
+// once no new traffic has come for a quiet time, so it lasts as long as
+// the balancer takes to stop routing to the backend, no more); and
 // behind two load balancers: l4, a TCP proxy that picks a backend per
 // connection and leaves established keep-alive connections where they
 // are, as kube-proxy and conntrack do, and l7, an HTTP reverse proxy that
@@ -23,8 +26,12 @@
 // seed, the same load (GET and non-idempotent POST requests over
 // keep-alive connections) and the same removal delays.
 //
-// It prints a table of requests, failures by kind and the time each
-// rollout took, and with -svg writes a timeline of successes and failures
+// By default the endpoint removal lands after the fixed hold, as it does
+// when a load balancer is slower than the guess the hold was: the fixed
+// hold loses requests, the adaptive one, with the same minimum, none.
+//
+// It prints a table of requests, failures by kind, the holds and the time
+// each rollout took, and with -svg writes a timeline of successes and failures
 // that shows where each failure happened.
 //
 // Exit status: 0 when every run completed (whatever it lost), 1 when a
@@ -133,13 +140,25 @@ func runAll(ctx context.Context, rn *runner, stdout io.Writer) ([]*result, error
 }
 
 func printIntro(w io.Writer, c config) {
-	fmt.Fprintf(w, "Rolling restart of %d backends under load (%d clients, GET and POST /work?ms=%d-%d, %.0f%% POST).\n",
-		c.Backends, c.Workers, c.MSMin, c.MSMax, 100*c.PostRatio)
-	fmt.Fprintf(w, "Endpoint removal lands %v-%v after SIGTERM; lameduck holds %v, drains for at most %v; seed %d.\n",
-		c.DelayMin, c.DelayMax, c.Hold, c.DrainTimeout, c.Seed)
+	fmt.Fprintf(w, "Rolling restart of %d backends under load (%d clients, %d of them opening a new connection per request,\n"+
+		"GET and POST /work?ms=%d-%d, %.0f%% POST).\n",
+		c.Backends, c.Workers, int(float64(c.Workers)*c.NewConnRatio+0.5), c.MSMin, c.MSMax, 100*c.PostRatio)
+	fmt.Fprintf(w, "Endpoint removal lands %v-%v after SIGTERM; lameduck holds %v; adaptive holds at least %v, then until no new\n"+
+		"traffic for %v, at most %v; both drain for at most %v; seed %d.\n",
+		c.DelayMin, c.DelayMax, c.Hold, c.Hold, c.HoldQuiet, c.HoldMax, c.DrainTimeout, c.Seed)
 	if slices.Contains(c.Behaviours, behaviourLameduck) && c.DelayMax >= c.Hold {
-		fmt.Fprintf(w, "Note: -delay-max %v is not shorter than -hold %v: some endpoints may be removed only after the hold,\n"+
-			"and lameduck may lose requests too. The hold must outlast the propagation of the endpoint change.\n", c.DelayMax, c.Hold)
+		some := "some endpoints are"
+		if c.DelayMin > c.Hold {
+			some = "every endpoint is"
+		}
+		fmt.Fprintf(w, "Note: -delay-max %v is not shorter than -hold %v: %s removed only after the fixed hold,\n"+
+			"and lameduck loses the requests routed there meanwhile; a fixed hold long enough for the slowest removal\n"+
+			"would lose none but wait that long on every backend. The adaptive hold ends when the new traffic stops.\n",
+			c.DelayMax, c.Hold, some)
+	}
+	if slices.Contains(c.Behaviours, behaviourAdaptive) && c.DelayMax >= c.HoldMax {
+		fmt.Fprintf(w, "Note: -delay-max %v is not shorter than -hold-max %v: the adaptive hold may end before a removal, and lose requests.\n",
+			c.DelayMax, c.HoldMax)
 	}
 }
 
@@ -149,7 +168,7 @@ func printTable(w io.Writer, c config, results []*result) {
 	for k := kindOK + 1; k < numKinds; k++ {
 		head = append(head, kindNames[k])
 	}
-	head = append(head, "rollout", "per backend", "old exit")
+	head = append(head, "holds", "rollout", "per backend", "old exit")
 	rows := [][]string{head}
 	for _, r := range results {
 		var postFailed int64
@@ -163,15 +182,22 @@ func printTable(w io.Writer, c config, results []*result) {
 		for k := kindOK + 1; k < numKinds; k++ {
 			row = append(row, fmt.Sprint(r.counts[k]))
 		}
-		var statuses []string
+		var statuses, holds []string
 		for _, s := range r.steps {
 			statuses = append(statuses, s.status)
+			if s.held > 0 {
+				holds = append(holds, fmt.Sprintf("%.1f", s.held.Seconds()))
+			}
+		}
+		if len(holds) == 0 {
+			holds = []string{"-"}
 		}
 		per := time.Duration(0)
 		if len(r.steps) > 0 {
 			per = r.rollout / time.Duration(len(r.steps))
 		}
-		row = append(row, fmt.Sprintf("%.1fs", r.rollout.Seconds()), fmt.Sprintf("%.1fs", per.Seconds()), strings.Join(statuses, " "))
+		row = append(row, strings.Join(holds, " "), fmt.Sprintf("%.1fs", r.rollout.Seconds()), fmt.Sprintf("%.1fs", per.Seconds()),
+			strings.Join(statuses, " "))
 		rows = append(rows, row)
 	}
 	printColumns(w, rows)
@@ -180,6 +206,7 @@ func printTable(w io.Writer, c config, results []*result) {
 	fmt.Fprintln(w, "refused: a new connection reached a backend that no longer listens (the balancer still listed it).")
 	fmt.Fprintln(w, "reset/EOF: a connection broke under a request: killed process, or a keep-alive connection closed as the request was sent.")
 	fmt.Fprintln(w, "LB 502/503: the L7 balancer could not get an answer from the backend it chose.")
+	fmt.Fprintln(w, "holds: how long each replaced backend held, in seconds (from its log line \"lameduck: hold ended held=…\").")
 	fmt.Fprintln(w, "rollout: from the first replacement's start until the last old process had exited and its endpoint was removed.")
 	fmt.Fprintln(w, "old exit: how each replaced process ended (TERM: killed by the signal).")
 	var shown bool

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -21,6 +23,59 @@ type backend struct {
 	done  chan struct{} // closed once the process has been reaped
 	state *os.ProcessState
 	exit  time.Time // when it was reaped
+	log   *logWatch // its stderr
+}
+
+// held is how long the backend held, from its "lameduck: hold ended"
+// line; 0 if it logged none (exit, shutdown, or not yet).
+func (b *backend) held() time.Duration {
+	b.log.mu.Lock()
+	defer b.log.mu.Unlock()
+	return b.log.held
+}
+
+// logWatch is a backend's stderr: it passes it on to logs, if any, and
+// picks the length of the hold out of the lifecycle's log line.
+type logWatch struct {
+	mu   sync.Mutex
+	logs io.Writer
+	line []byte // the unfinished line
+	held time.Duration
+}
+
+func (w *logWatch) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.logs != nil {
+		_, _ = w.logs.Write(p)
+	}
+	w.line = append(w.line, p...)
+	for {
+		i := bytes.IndexByte(w.line, '\n')
+		if i < 0 {
+			break
+		}
+		w.scan(string(w.line[:i]))
+		w.line = w.line[i+1:]
+	}
+	if len(w.line) > 64<<10 { // no line of ours is that long
+		w.line = w.line[:0]
+	}
+	return len(p), nil
+}
+
+// scan reads held=… from the lifecycle's "lameduck: hold ended" line.
+func (w *logWatch) scan(line string) {
+	if !strings.Contains(line, "lameduck: hold ended") {
+		return
+	}
+	for _, f := range strings.Fields(line) {
+		if v, ok := strings.CutPrefix(f, "held="); ok {
+			if d, err := time.ParseDuration(v); err == nil {
+				w.held = d
+			}
+		}
+	}
 }
 
 // spawner starts backends: this program, re-executed.
@@ -35,7 +90,8 @@ type spawner struct {
 func (s *spawner) start(ctx context.Context) (*backend, error) {
 	cmd := exec.Command(s.exe, s.args...)
 	cmd.Env = append(os.Environ(), backendEnv+"="+s.behaviour)
-	cmd.Stderr = s.logs
+	watch := &logWatch{logs: s.logs}
+	cmd.Stderr = watch // Wait returns once it has had all of it
 	cmd.SysProcAttr = sysProcAttr()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -48,7 +104,7 @@ func (s *spawner) start(ctx context.Context) (*backend, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("rollout: starting a backend: %w", err)
 	}
-	b := &backend{cmd: cmd, done: make(chan struct{})}
+	b := &backend{cmd: cmd, done: make(chan struct{}), log: watch}
 	line := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)

@@ -16,8 +16,12 @@ type step struct {
 	delay   time.Duration // drawn delay of the endpoint removal
 	removed time.Duration // the old endpoint left the balancer
 	exited  time.Duration // the old process was reaped
+	held    time.Duration // how long it held (lameduck, adaptive), from its log; 0 otherwise
 	status  string        // how it ended: exit code or signal
 }
+
+// holdEnd is when the old backend's hold ended, if it held.
+func (s step) holdEnd() (time.Duration, bool) { return s.sigterm + s.held, s.held > 0 }
 
 // result is one run: one behaviour behind one balancer mode.
 type result struct {
@@ -62,6 +66,9 @@ func (rn *runner) run(ctx context.Context, behaviour, mode string) (*result, err
 	defer cancel()
 	sp := &spawner{exe: rn.exe, behaviour: behaviour, logs: rn.logs,
 		args: []string{"-hold", rn.cfg.Hold.String(), "-drain-timeout", rn.cfg.DrainTimeout.String()}}
+	if behaviour == behaviourAdaptive {
+		sp.args = append(sp.args, "-hold-quiet", rn.cfg.HoldQuiet.String(), "-hold-max", rn.cfg.HoldMax.String())
+	}
 	lb, err := newBalancer(mode)
 	if err != nil {
 		return nil, err
@@ -95,7 +102,8 @@ func (rn *runner) run(ctx context.Context, behaviour, mode string) (*result, err
 	ld := startLoad(loadConfig{
 		URL: lb.URL(), Workers: rn.cfg.Workers, Requests: rn.cfg.Requests,
 		MSMin: rn.cfg.MSMin, MSMax: rn.cfg.MSMax, PostRatio: rn.cfg.PostRatio,
-		Seed: rn.cfg.Seed, ReqTimeout: rn.cfg.ReqTimeout, RefusedConn: lb.RefusedConn,
+		NewConns: int(float64(rn.cfg.Workers)*rn.cfg.NewConnRatio + 0.5),
+		Seed:     rn.cfg.Seed, ReqTimeout: rn.cfg.ReqTimeout, RefusedConn: lb.RefusedConn,
 	}, t0)
 	stopLoad := func() {
 		res.outcomes = ld.Stop()
@@ -108,13 +116,13 @@ func (rn *runner) run(ctx context.Context, behaviour, mode string) (*result, err
 
 	rollStart := time.Now()
 	for i, delay := range rn.delays() {
-		st, err := rn.replace(ctx, lb, pool, i, delay, startReady, t0)
+		st, err := rn.replace(ctx, lb, pool, i, delay, behaviour, startReady, t0)
 		if err != nil {
 			stopLoad()
 			return nil, err
 		}
-		rn.say("  %s/%s: backend %d/%d: ready %v, SIGTERM %v, removed %v (delay %v), exited %v (%s)",
-			behaviour, mode, i+1, len(pool), ms(st.ready), ms(st.sigterm), ms(st.removed), ms(st.delay), ms(st.exited), st.status)
+		rn.say("  %s/%s: backend %d/%d: ready %v, SIGTERM %v, removed %v (delay %v), held %v, exited %v (%s)",
+			behaviour, mode, i+1, len(pool), ms(st.ready), ms(st.sigterm), ms(st.removed), ms(st.delay), ms(st.held), ms(st.exited), st.status)
 		res.steps = append(res.steps, st)
 	}
 	res.rollout = time.Since(rollStart)
@@ -136,7 +144,7 @@ func (rn *runner) run(ctx context.Context, behaviour, mode string) (*result, err
 // removal that reaches the balancer only after delay. It returns when the
 // old process has exited and its endpoint is gone.
 func (rn *runner) replace(ctx context.Context, lb balancer, pool []*backend, i int, delay time.Duration,
-	startReady func() (*backend, error), t0 time.Time,
+	behaviour string, startReady func() (*backend, error), t0 time.Time,
 ) (step, error) {
 	var st step
 	nb, err := startReady()
@@ -158,7 +166,7 @@ func (rn *runner) replace(ctx context.Context, lb balancer, pool []*backend, i i
 	}
 
 	// The kubelet's SIGKILL, in case the process outlives its budget.
-	kill := time.NewTimer(rn.cfg.Hold + rn.cfg.DrainTimeout + 5*time.Second)
+	kill := time.NewTimer(rn.cfg.longestHold(behaviour) + rn.cfg.DrainTimeout + 5*time.Second)
 	defer kill.Stop()
 	exited := old.done
 	for removed != nil || exited != nil {
@@ -168,6 +176,7 @@ func (rn *runner) replace(ctx context.Context, lb balancer, pool []*backend, i i
 		case <-exited:
 			exited, st.exited = nil, old.exit.Sub(t0)
 			st.status = old.exitStatus()
+			st.held = old.held()
 		case <-kill.C:
 			rn.say("  backend %s outlived hold + drain timeout + 5s: SIGKILL", old.addr)
 			_ = old.signal(syscall.SIGKILL)

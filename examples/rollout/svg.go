@@ -29,12 +29,14 @@ const (
 	colSigterm = "#ef6c00"
 	colRemoved = "#1565c0"
 	colExit    = "#616161"
+	colHoldEnd = "#6a1b9a"
 	colWindow  = "#fff3cd" // SIGTERM → endpoint removal: the balancer still routes here
 )
 
 // writeSVG writes a timeline: one band per run, time across, successes
 // per 100ms above the line and failures below it, with the SIGTERM, the
-// endpoint removal and the exit of every replaced backend marked.
+// endpoint removal, the end of the hold (lameduck, adaptive) and the exit
+// of every replaced backend marked.
 func writeSVG(w io.Writer, cfg config, results []*result) error {
 	bw := bufio.NewWriter(w)
 	var span time.Duration
@@ -71,14 +73,15 @@ func writeSVG(w io.Writer, cfg config, results []*result) error {
 	p(`<rect width="100%%" height="100%%" fill="white"/>` + "\n")
 	p(`<text x="12" y="22" font-size="16" font-weight="bold">Rolling restart of %d backends: requests per %v, successes up, failures down</text>`+"\n",
 		cfg.Backends, svgBin)
-	p(`<text x="12" y="40" fill="#444">%d clients, %d%% POST, endpoint removal %v–%v after SIGTERM, lameduck hold %v, seed %d</text>`+"\n",
-		cfg.Workers, int(100*cfg.PostRatio+0.5), cfg.DelayMin, cfg.DelayMax, cfg.Hold, cfg.Seed)
+	p(`<text x="12" y="40" fill="#444">%d clients, %d%% POST, endpoint removal %v–%v after SIGTERM, lameduck hold %v, adaptive hold %v–%v (quiet %v), seed %d</text>`+"\n",
+		cfg.Workers, int(100*cfg.PostRatio+0.5), cfg.DelayMin, cfg.DelayMax, cfg.Hold, cfg.Hold, cfg.HoldMax, cfg.HoldQuiet, cfg.Seed)
 	legend := []struct{ kind, colour, text string }{
 		{"bar", colOK, "ok"},
 		{"bar", colFail, "failed (any kind)"},
 		{"box", colWindow, "SIGTERM sent, endpoint still listed"},
 		{"line", colSigterm, "SIGTERM"},
 		{"line", colRemoved, "endpoint removed"},
+		{"dot", colHoldEnd, "hold ended"},
 		{"dash", colExit, "old process exited"},
 	}
 	lx := 12.0
@@ -90,6 +93,8 @@ func writeSVG(w io.Writer, cfg config, results []*result) error {
 			p(`<rect x="%.0f" y="52" width="10" height="12" fill="%s" stroke="#e0c070"/>`, lx, l.colour)
 		case "line":
 			p(`<line x1="%.0f" y1="51" x2="%.0f" y2="65" stroke="%s" stroke-width="2"/>`, lx+5, lx+5, l.colour)
+		case "dot":
+			p(`<line x1="%.0f" y1="51" x2="%.0f" y2="65" stroke="%s" stroke-width="2.5" stroke-dasharray="1.5,1.5"/>`, lx+5, lx+5, l.colour)
 		case "dash":
 			p(`<line x1="%.0f" y1="51" x2="%.0f" y2="65" stroke="%s" stroke-width="2" stroke-dasharray="3,2"/>`, lx+5, lx+5, l.colour)
 		}
@@ -125,6 +130,10 @@ func writeSVG(w io.Writer, cfg config, results []*result) error {
 		for _, s := range r.steps {
 			p(`<line x1="%.1f" y1="%.0f" x2="%.1f" y2="%.0f" stroke="%s" stroke-width="1.5"/>`, x(s.sigterm), top+4, x(s.sigterm), top+svgBand-4, colSigterm)
 			p(`<line x1="%.1f" y1="%.0f" x2="%.1f" y2="%.0f" stroke="%s" stroke-width="1.5"/>`, x(s.removed), top+4, x(s.removed), top+svgBand-4, colRemoved)
+			if end, ok := s.holdEnd(); ok {
+				p(`<line x1="%.1f" y1="%.0f" x2="%.1f" y2="%.0f" stroke="%s" stroke-width="2.5" stroke-dasharray="1.5,1.5"><title>held %v</title></line>`,
+					x(end), top+4, x(end), top+svgBand-4, colHoldEnd, s.held.Round(time.Millisecond))
+			}
 			p(`<line x1="%.1f" y1="%.0f" x2="%.1f" y2="%.0f" stroke="%s" stroke-width="1.5" stroke-dasharray="3,2"/>`+"\n",
 				x(s.exited), top+4, x(s.exited), top+svgBand-4, colExit)
 		}
