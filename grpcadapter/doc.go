@@ -38,17 +38,43 @@
 //     registered service at once, to Check and to every open Watch
 //     stream; the liveness service ("liveness") stays SERVING. Every RPC
 //     is still served, so clients and proxies that watch health move
-//     away without a single failed call.
+//     away without a single failed call. With [core.WithAdaptiveHold],
+//     the hold lasts while new traffic keeps arriving (see below).
 //   - Drain: open streams are told to end: the handler's context is
 //     cancelled and its context error becomes codes.Unavailable, which
 //     clients treat as retryable; Watch streams end the same way after
-//     sending the last status. GracefulStop then refuses new RPCs (a
-//     GOAWAY) and returns as soon as the in-flight ones are done. An RPC
-//     that still reaches the interceptors is refused with
-//     codes.Unavailable before its handler runs.
+//     sending the last status. GracefulStop then refuses new RPCs at the
+//     transport (a GOAWAY, whose last stream id tells the client which
+//     streams the server never processed: grpc-go retries those
+//     transparently, on another connection) and returns as soon as the
+//     in-flight ones are done. An RPC that reaches the interceptors is
+//     served, in the drain as in the hold: the server accepted its
+//     stream, so the client could not retry it, and refusing it would
+//     fail it. A stream opened in the drain runs with its context ended,
+//     like the streams open when the drain began.
 //   - Drain timeout: Stop closes every connection, cancelling what is
 //     left; the lifecycle reports the tracked RPCs still running as
-//     abandoned ([core.ForcedError]).
+//     abandoned ([core.ForcedError]). Once the lifecycle has stopped, an
+//     RPC that still reaches the interceptors (its connection closed
+//     already) fails with codes.Unavailable without running its
+//     handler: nothing waits for it any more and no response could
+//     reach the client.
+//
+// # Adaptive hold
+//
+// With [core.WithAdaptiveHold], the hold ends once no new traffic has
+// arrived for its quiet time (at the earliest after [core.WithHold], at
+// the latest at its maximum). For gRPC, new traffic is an RPC that is not
+// a health RPC on a connection accepted after the hold began: a client
+// or a load balancer that still sends RPCs here on new connections has
+// not yet learned that the server is going away. The RPCs of connections
+// opened before the hold do not count: a client's pinned HTTP/2
+// connection keeps sending until its GOAWAY, whatever the routing. Nor do
+// health RPCs: the kubelet's gRPC probe calls Check on a fresh
+// connection every period. The listener built by Listen records when it
+// accepted each connection of the hold, and the interceptors look the
+// RPC's connection up by its peer addresses, only during the hold: while
+// serving, an RPC pays one atomic load for it.
 //
 // # Health
 //
@@ -78,7 +104,8 @@
 //
 // # Not covered
 //
-// Health RPCs are neither tracked nor refused, like the HTTP probe paths.
+// Health RPCs are neither tracked nor refused nor counted as new
+// traffic, like the HTTP probe paths.
 // The interceptor of a grpc.UnaryInterceptor or grpc.StreamInterceptor
 // option runs before lameduck's (grpc-go runs it ahead of every chain),
 // so the time spent in it is not tracked: pass yours with

@@ -10,13 +10,16 @@ import (
 
 // Test hooks, compiled into the tests only.
 
-// UnaryInterceptor is lameduck's unary interceptor for lc.
-var UnaryInterceptor = unaryInterceptor
+// UnaryInterceptor is lameduck's unary interceptor for lc, with no
+// connection accepted in the hold.
+func UnaryInterceptor(lc *core.Lifecycle) grpc.UnaryServerInterceptor {
+	return unaryInterceptor(lc, new(accepts))
+}
 
 // StreamInterceptor is lameduck's stream interceptor for lc, with a set
-// of open streams of its own.
+// of open streams of its own and no connection accepted in the hold.
 func StreamInterceptor(lc *core.Lifecycle) grpc.StreamServerInterceptor {
-	return streamInterceptor(lc, newStreams())
+	return streamInterceptor(lc, new(accepts), newStreams())
 }
 
 // SetWatchInterval sets how often the Watch streams of s re-evaluate

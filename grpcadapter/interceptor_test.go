@@ -56,8 +56,8 @@ func TestUnaryServerInterceptor(t *testing.T) {
 	}{
 		{"serving_tracks", false, work, true, 1, codes.OK},
 		{"health_untracked", false, probe, true, 0, codes.OK},
-		{"after_drain_refused", true, work, false, 0, codes.Unavailable},
-		{"after_drain_health_served", true, probe, true, 0, codes.OK},
+		{"after_stop_refused", true, work, false, 0, codes.Unavailable},
+		{"after_stop_health_served", true, probe, true, 0, codes.OK},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -81,6 +81,62 @@ func TestUnaryServerInterceptor(t *testing.T) {
 				t.Errorf("abandoned by a shutdown run from the handler: got %d, want %d", n, tc.wantAbandoned)
 			}
 		})
+	}
+}
+
+// TestInterceptorsServeInTheDrain: an RPC that reaches the interceptors
+// once the drain began is served and tracked, unary or streaming:
+// refusing it is left to GracefulStop's GOAWAY.
+func TestInterceptorsServeInTheDrain(t *testing.T) {
+	lc := newLifecycle(t, core.WithDrainTimeout(hang))
+	unary, stream := grpcadapter.UnaryInterceptor(lc), grpcadapter.StreamInterceptor(lc)
+	info := &grpc.UnaryServerInfo{FullMethod: workMethod}
+	// A tracked RPC keeps the drain open.
+	started, release, first := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		_, err := unary(context.Background(), nil, info, func(context.Context, any) (any, error) {
+			close(started)
+			<-release
+			return "resp", nil
+		})
+		first <- err
+	}()
+	<-started
+	done := shutdown(t.Context(), lc)
+	<-lc.Reached(core.Draining)
+
+	// The drain waits for the RPCs that arrive now too.
+	inDrain, releaseDrain, second := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		_, err := unary(t.Context(), nil, info, func(context.Context, any) (any, error) {
+			close(inDrain)
+			<-releaseDrain
+			return "resp", nil
+		})
+		second <- err
+	}()
+	within(t, "unary handler in the drain", inDrain, hang)
+	called := false
+	err := stream(nil, fakeStream{ctx: t.Context()}, &grpc.StreamServerInfo{FullMethod: ticksMethod},
+		func(any, grpc.ServerStream) error { called = true; return nil })
+	if err != nil || !called {
+		t.Errorf("stream in the drain: handler called %v, error %v; want it served", called, err)
+	}
+	close(release)
+	if err := within(t, "first RPC", first, hang); err != nil {
+		t.Errorf("RPC in flight at the drain: %v", err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Shutdown returned %v with an RPC of the drain in flight: untracked", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(releaseDrain)
+	if err := within(t, "RPC of the drain", second, hang); err != nil {
+		t.Errorf("RPC that arrived in the drain: %v, want it served", err)
+	}
+	if err := within(t, "Shutdown", done, hang); err != nil {
+		t.Errorf("Shutdown = %v, want nil", err)
 	}
 }
 
@@ -118,15 +174,17 @@ func TestStreamServerInterceptorPanic(t *testing.T) {
 	}
 }
 
-func TestStreamServerInterceptorAfterDrain(t *testing.T) {
+// TestStreamServerInterceptorAfterStop: once the lifecycle stopped, a
+// stream is refused before its handler runs.
+func TestStreamServerInterceptorAfterStop(t *testing.T) {
 	lc := stopped(t)
 	icpt := grpcadapter.StreamInterceptor(lc)
 	called := false
 	err := icpt(nil, fakeStream{ctx: t.Context()}, &grpc.StreamServerInfo{FullMethod: ticksMethod},
 		func(any, grpc.ServerStream) error { called = true; return nil })
-	wantCode(t, "stream after the drain", err, codes.Unavailable)
+	wantCode(t, "stream after the stop", err, codes.Unavailable)
 	if called {
-		t.Error("handler called after the drain began")
+		t.Error("handler called after the lifecycle stopped")
 	}
 }
 

@@ -39,14 +39,29 @@ type Server struct {
 //
 // The interceptors track every RPC but the health ones with
 // [core.Lifecycle.Begin], so that the drain waits for them and the drain
-// timeout counts them as abandoned, refuse with codes.Unavailable an RPC
-// that arrives after the drain began, and end the open streams at the
-// drain (see the package documentation). They come first in the chain,
-// ahead of the interceptors of grpc.ChainUnaryInterceptor and
-// grpc.ChainStreamInterceptor options in opts, so that they track the
-// time spent in those too; grpc-go runs the single interceptor of a
-// grpc.UnaryInterceptor or grpc.StreamInterceptor option before any
-// chain, so one set that way is neither tracked nor refused.
+// timeout counts them as abandoned, and end the open streams at the
+// drain (see the package documentation). They serve every RPC that
+// reaches them, in the hold and in the drain: the RPCs that arrive once
+// the drain began are refused by GracefulStop's GOAWAY, which tells the
+// client they were not processed, and grpc-go retries them. Only once lc
+// has stopped, when every connection is closed, does an RPC that still
+// reaches them fail, with codes.Unavailable, before its handler runs.
+// They come first in the chain, ahead of the interceptors of
+// grpc.ChainUnaryInterceptor and grpc.ChainStreamInterceptor options in
+// opts, so that they track the time spent in those too; grpc-go runs the
+// single interceptor of a grpc.UnaryInterceptor or grpc.StreamInterceptor
+// option before any chain, so one set that way is not tracked.
+//
+// With [core.WithAdaptiveHold], every RPC but the health ones that
+// arrives on a connection accepted after the hold began is new traffic
+// ([core.Lifecycle.Arrived]) and extends the hold: a client or a load
+// balancer that still routes here opens connections. The RPCs of
+// connections opened before the hold (a client's pinned HTTP/2
+// connection keeps sending until it gets its GOAWAY) do not, nor do
+// health RPCs (the kubelet's gRPC probe opens a connection for each
+// Check). The listener records the accept time of the connections it
+// accepts in the hold; nothing is added to the RPC path while serving
+// but an atomic load, and no grpc.StatsHandler is installed.
 //
 // grpc.health.v1 reports readiness for "" and for every service
 // registered on the server, whenever it was registered: SERVING only
@@ -97,15 +112,15 @@ func listen(lc *core.Lifecycle, ln net.Listener, h *health.Health, opts []grpc.S
 	if h != nil {
 		ready, live = h.Ready, h.Live
 	}
-	open := newStreams()
+	open, acc := newStreams(), new(accepts)
 	all := make([]grpc.ServerOption, 0, len(opts)+2)
 	all = append(all,
-		grpc.ChainUnaryInterceptor(unaryInterceptor(lc)),
-		grpc.ChainStreamInterceptor(streamInterceptor(lc, open)))
+		grpc.ChainUnaryInterceptor(unaryInterceptor(lc, acc)),
+		grpc.ChainStreamInterceptor(streamInterceptor(lc, acc, open)))
 	srv := grpc.NewServer(append(all, opts...)...)
 	hs := newHealthService(lc, srv, ready, live, open)
 	healthgrpc.RegisterHealthServer(srv, hs)
-	b := &binding{srv: srv, ln: ln, hs: hs, open: open}
+	b := &binding{srv: srv, ln: &acceptListener{Listener: ln, lc: lc, accepts: acc}, hs: hs, open: open, acc: acc}
 	if err := lc.Add(b); err != nil {
 		srv.Stop()
 		return nil, err
@@ -116,9 +131,10 @@ func listen(lc *core.Lifecycle, ln net.Listener, h *health.Health, opts []grpc.S
 // binding is the [core.Server] of a *grpc.Server.
 type binding struct {
 	srv  *grpc.Server
-	ln   net.Listener
+	ln   net.Listener // records the accepts of the hold in acc
 	hs   *healthService
 	open *streams // the open streams, Watch streams included
+	acc  *accepts
 
 	once    sync.Once
 	stopped chan struct{} // closed when GracefulStop returns
@@ -140,9 +156,11 @@ func (b *binding) Hold() { b.hs.hold() }
 // context, in a goroutine; it returns when GracefulStop does or when ctx
 // ends, whichever is first. The goroutine ends when the last handler
 // returns: after Close, when every handler that watches its context has.
+// The accept times of the hold are dropped: the hold is over.
 func (b *binding) Drain(ctx context.Context) error {
 	b.once.Do(func() {
 		b.stopped = make(chan struct{})
+		b.acc.reset()
 		_ = b.open.Drain(ctx)
 		go func() {
 			b.srv.GracefulStop()
