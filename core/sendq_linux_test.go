@@ -223,7 +223,7 @@ func TestUnsent(t *testing.T) {
 func TestUnsentExcludesFIN(t *testing.T) {
 	ln := sqListen(t)
 	server, client := sqPair(t, ln)
-	if err := server.SetWriteDeadline(time.Now().Add(50 * time.Millisecond)); err != nil {
+	if err := server.SetWriteDeadline(time.Now().Add(200 * time.Millisecond)) // room for a loaded machine to start writing; err != nil {
 		t.Fatal(err)
 	}
 	written, err := server.Write(make([]byte, sqTotal)) // the client does not read yet
@@ -274,7 +274,7 @@ func TestWaitSentReturnsWhenClientHasTheBytes(t *testing.T) {
 func TestWaitSentBounded(t *testing.T) {
 	ln := sqListen(t)
 	server, _ := sqPair(t, ln) // the client never reads
-	if err := server.SetWriteDeadline(time.Now().Add(50 * time.Millisecond)); err != nil {
+	if err := server.SetWriteDeadline(time.Now().Add(200 * time.Millisecond)) // room for a loaded machine to start writing; err != nil {
 		t.Fatal(err)
 	}
 	if _, err := server.Write(make([]byte, sqTotal)); !errors.Is(err, os.ErrDeadlineExceeded) {
@@ -296,7 +296,7 @@ func TestWaitSentBounded(t *testing.T) {
 func TestWaitSentEndsAtReset(t *testing.T) {
 	ln := sqListen(t)
 	server, client := sqPair(t, ln)
-	if err := server.SetWriteDeadline(time.Now().Add(50 * time.Millisecond)); err != nil {
+	if err := server.SetWriteDeadline(time.Now().Add(200 * time.Millisecond)) // room for a loaded machine to start writing; err != nil {
 		t.Fatal(err)
 	}
 	if _, err := server.Write(make([]byte, sqTotal)); err == nil {
@@ -369,7 +369,7 @@ func TestSendQueuesNotDraining(t *testing.T) {
 	var q sendQueues
 	ln := q.listener(sqListen(t))
 	server, _ := sqPair(t, ln) // the client never reads
-	if err := server.SetWriteDeadline(time.Now().Add(50 * time.Millisecond)); err != nil {
+	if err := server.SetWriteDeadline(time.Now().Add(200 * time.Millisecond)) // room for a loaded machine to start writing; err != nil {
 		t.Fatal(err)
 	}
 	if _, err := server.Write(make([]byte, sqTotal)); err == nil {
@@ -390,7 +390,7 @@ func TestSendQueuesBoundedByDrain(t *testing.T) {
 	var q sendQueues
 	ln := q.listener(sqListen(t))
 	server, _ := sqPair(t, ln) // the client never reads
-	if err := server.SetWriteDeadline(time.Now().Add(50 * time.Millisecond)); err != nil {
+	if err := server.SetWriteDeadline(time.Now().Add(200 * time.Millisecond)) // room for a loaded machine to start writing; err != nil {
 		t.Fatal(err)
 	}
 	if _, err := server.Write(make([]byte, sqTotal)); err == nil {
