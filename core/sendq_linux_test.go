@@ -36,6 +36,11 @@ const (
 // sqPair returns an accepted connection of ln and the client's end, with a
 // small receive buffer so that the client's kernel holds little more
 // than the client has read.
+// sqFill is how long a test writes to a socket its client does not read,
+// to fill it: long enough for a loaded machine to start the write (50 ms
+// once wrote nothing under the full race suite).
+const sqFill = 200 * time.Millisecond
+
 func sqPair(t *testing.T, ln net.Listener) (net.Conn, *net.TCPConn) {
 	t.Helper()
 	client, err := net.DialTimeout("tcp", ln.Addr().String(), sqLimit)
@@ -223,7 +228,7 @@ func TestUnsent(t *testing.T) {
 func TestUnsentExcludesFIN(t *testing.T) {
 	ln := sqListen(t)
 	server, client := sqPair(t, ln)
-	if err := server.SetWriteDeadline(time.Now().Add(200 * time.Millisecond)) // room for a loaded machine to start writing; err != nil {
+	if err := server.SetWriteDeadline(time.Now().Add(sqFill)); err != nil {
 		t.Fatal(err)
 	}
 	written, err := server.Write(make([]byte, sqTotal)) // the client does not read yet
@@ -274,7 +279,7 @@ func TestWaitSentReturnsWhenClientHasTheBytes(t *testing.T) {
 func TestWaitSentBounded(t *testing.T) {
 	ln := sqListen(t)
 	server, _ := sqPair(t, ln) // the client never reads
-	if err := server.SetWriteDeadline(time.Now().Add(200 * time.Millisecond)) // room for a loaded machine to start writing; err != nil {
+	if err := server.SetWriteDeadline(time.Now().Add(sqFill)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := server.Write(make([]byte, sqTotal)); !errors.Is(err, os.ErrDeadlineExceeded) {
@@ -296,7 +301,7 @@ func TestWaitSentBounded(t *testing.T) {
 func TestWaitSentEndsAtReset(t *testing.T) {
 	ln := sqListen(t)
 	server, client := sqPair(t, ln)
-	if err := server.SetWriteDeadline(time.Now().Add(200 * time.Millisecond)) // room for a loaded machine to start writing; err != nil {
+	if err := server.SetWriteDeadline(time.Now().Add(sqFill)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := server.Write(make([]byte, sqTotal)); err == nil {
@@ -369,7 +374,7 @@ func TestSendQueuesNotDraining(t *testing.T) {
 	var q sendQueues
 	ln := q.listener(sqListen(t))
 	server, _ := sqPair(t, ln) // the client never reads
-	if err := server.SetWriteDeadline(time.Now().Add(200 * time.Millisecond)) // room for a loaded machine to start writing; err != nil {
+	if err := server.SetWriteDeadline(time.Now().Add(sqFill)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := server.Write(make([]byte, sqTotal)); err == nil {
@@ -390,7 +395,7 @@ func TestSendQueuesBoundedByDrain(t *testing.T) {
 	var q sendQueues
 	ln := q.listener(sqListen(t))
 	server, _ := sqPair(t, ln) // the client never reads
-	if err := server.SetWriteDeadline(time.Now().Add(200 * time.Millisecond)) // room for a loaded machine to start writing; err != nil {
+	if err := server.SetWriteDeadline(time.Now().Add(sqFill)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := server.Write(make([]byte, sqTotal)); err == nil {
