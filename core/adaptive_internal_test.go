@@ -203,3 +203,29 @@ func contains(s, sub string) bool {
 	}
 	return false
 }
+
+// TestAdaptiveHoldPreStop checks that a preStop call answers when the
+// adaptive hold ends, not at its minimum.
+func TestAdaptiveHoldPreStop(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newAdaptiveRig(t)
+		r.start = time.Now()
+		answered := make(chan time.Duration, 1)
+		go func() {
+			w := httptest.NewRecorder()
+			r.l.PreStopHandler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/prestop", nil))
+			if w.Code != http.StatusOK {
+				t.Errorf("preStop: got %d, want 200", w.Code)
+			}
+			answered <- time.Since(r.start)
+		}()
+		synctest.Wait()
+		r.at(900*time.Millisecond, func() { r.request("/work", time.Now()) })
+		if got, want := <-answered, 1400*time.Millisecond; got != want {
+			t.Errorf("preStop answered after %v, want %v: when the adaptive hold ends", got, want)
+		}
+		r.wg.Wait()
+		r.l.Force(nil) // the drain waits for nothing; end it
+		<-r.l.Reached(Stopped)
+	})
+}
