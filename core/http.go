@@ -122,8 +122,9 @@ const idleGrace = time.Second
 //     carries "Connection: close", so that clients on keep-alive
 //     connections, which bypass the load balancer's endpoint list,
 //     reconnect elsewhere; HTTP/2 clients get net/http's graceful GOAWAY
-//     at the drain (see handler.ServeHTTP in the source for why not
-//     during the hold);
+//     at the drain, not during the hold: net/http turns "Connection:
+//     close" on an HTTP/2 response into a one-step GOAWAY that refuses
+//     the streams the client sent in the same round trip;
 //   - probes serves /healthz, /livez and /readyz and their sub-paths
 //     (a *health.Health does), neither tracked nor refused, whatever
 //     srv's handler routes; /metrics goes to srv's handler, untracked.
