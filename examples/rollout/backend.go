@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -56,6 +57,9 @@ func backendMain(behaviour string, args []string) int {
 		os.Exit(backendOrphaned)
 	}()
 
+	if b, ok := strings.CutPrefix(behaviour, grpcBackendPrefix); ok {
+		return grpcBackendMain(b, *hold, *drain, logger)
+	}
 	switch behaviour {
 	case behaviourLameduck:
 		return serveLameduck(logger, core.WithHold(*hold), core.WithDrainTimeout(*drain))

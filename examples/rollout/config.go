@@ -52,6 +52,9 @@ type config struct {
 	ReqTimeout   time.Duration
 	SVG          string
 	Verbose      bool
+	Proto        string // http or grpc
+	Rate         int    // grpc: RPCs per second, in all
+	GRPCConns    int    // grpc: pick_first channels
 }
 
 // defaultConfig returns the defaults, chosen so that the eight runs
@@ -80,8 +83,21 @@ func defaultConfig() config {
 		PostRatio:    0.5,
 		NewConnRatio: 0.5,
 		ReqTimeout:   5 * time.Second,
+		Proto:        protoHTTP,
+		Rate:         400,
+		GRPCConns:    4,
 	}
 }
+
+// The defaults that -proto grpc changes, unless given: the endpoint
+// removal lands within the hold, as the hold should be sized, so that
+// the table shows what a hold does for gRPC clients pinned by an L4
+// balancer (see docs/rollout.md).
+const (
+	grpcDefaultHold     = 1500 * time.Millisecond
+	grpcDefaultDelayMin = 300 * time.Millisecond
+	grpcDefaultDelayMax = time.Second
+)
 
 const usageHeader = `Usage: go run ./examples/rollout [flags]
 
@@ -129,6 +145,18 @@ the short-lived clients are what keeps reaching a backend still listed:
 the keep-alive ones are told to reconnect during the hold and then stay
 where they land.
 
+With -proto grpc the backends serve gRPC instead: a unary Work RPC (it
+waits N ms) and grpc.health.v1, which the demo polls before adding a
+backend. The behaviours are then exit (no handler), gracefulstop
+(grpc.Server.GracefulStop as soon as SIGTERM arrives) and lameduck
+(grpcadapter.Listen and Run: health NOT_SERVING and everything served for
+-hold, then GracefulStop), behind the l4 balancer only. The load is -rate
+unary RPCs a second from -workers workers over -grpc-conns pick_first
+channels through the balancer, with grpc-go's client defaults (no retry
+policy, no wait-for-ready): each channel stays on one backend until its
+connection breaks. Unless given, -hold is 1.5s and the removal delay
+300ms-1s, within the hold.
+
 Flags:
 `
 
@@ -166,13 +194,55 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.ReqTimeout, "request-timeout", c.ReqTimeout, "a request that takes longer fails as a timeout")
 	fs.StringVar(&c.SVG, "svg", "", "write a timeline of successes and failures to this `file` (SVG)")
 	fs.BoolVar(&c.Verbose, "v", false, "show the backends' logs (stderr) and every step")
+	fs.StringVar(&c.Proto, "proto", c.Proto, "`protocol` of the backends and the load: http, or grpc (behaviours exit, gracefulstop, lameduck; l4 only)")
+	fs.IntVar(&c.Rate, "rate", c.Rate, "grpc: unary RPCs per second, in all (1-100000)")
+	fs.IntVar(&c.GRPCConns, "grpc-conns", c.GRPCConns, "grpc: `number` of pick_first client channels the workers share (1-100)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var err error
+	switch c.Proto = strings.ToLower(c.Proto); c.Proto {
+	case protoHTTP:
+	case protoGRPC:
+		if !set["behaviours"] {
+			behaviours = strings.Join(allGRPCBehaviours, ",")
+		}
+		if c.Behaviours, err = parseList("behaviours", behaviours, allGRPCBehaviours); err != nil {
+			return c, fmt.Errorf("%w (with -proto grpc)", err)
+		}
+		if set["modes"] && modes != modeL4 {
+			return c, fmt.Errorf("-modes: -proto grpc runs behind the l4 balancer only, got %q", modes)
+		}
+		c.Modes = []string{modeL4}
+		for _, f := range []string{"hold-quiet", "hold-max", "post", "new-conn"} {
+			if set[f] {
+				return c, fmt.Errorf("-%s does not apply to -proto grpc", f)
+			}
+		}
+		if !set["hold"] {
+			c.Hold = grpcDefaultHold
+		}
+		if !set["delay-min"] {
+			c.DelayMin = grpcDefaultDelayMin
+		}
+		if !set["delay-max"] {
+			c.DelayMax = max(grpcDefaultDelayMax, c.DelayMin)
+		}
+		c.HoldMax = max(c.HoldMax, c.Hold)
+		return c, c.validate()
+	default:
+		return c, fmt.Errorf("-proto: unknown protocol %q, want http or grpc", c.Proto)
+	}
+	for _, f := range []string{"rate", "grpc-conns"} {
+		if set[f] {
+			return c, fmt.Errorf("-%s applies to -proto grpc only", f)
+		}
+	}
 	if c.Behaviours, err = parseList("behaviours", behaviours, allBehaviours); err != nil {
 		return c, err
 	}
@@ -263,6 +333,12 @@ func (c config) validate() error {
 	}
 	if !(c.NewConnRatio >= 0 && c.NewConnRatio <= 1) {
 		bad("-new-conn must be from 0 to 1, got %v", c.NewConnRatio)
+	}
+	if c.Rate < 1 || c.Rate > 100000 {
+		bad("-rate must be from 1 to 100000, got %d", c.Rate)
+	}
+	if c.GRPCConns < 1 || c.GRPCConns > 100 {
+		bad("-grpc-conns must be from 1 to 100, got %d", c.GRPCConns)
 	}
 	if c.ReqTimeout <= 0 {
 		bad("-request-timeout must be positive, got %v", c.ReqTimeout)

@@ -3,6 +3,7 @@
 //
 //	go run ./examples/rollout
 //	go run ./examples/rollout -svg timeline.svg
+//	go run ./examples/rollout -proto grpc
 //	go run ./examples/rollout -h
 //
 // It restarts a pool of backend processes (this program, re-executed, so
@@ -33,6 +34,11 @@
 // It prints a table of requests, failures by kind, the holds and the time
 // each rollout took, and with -svg writes a timeline of successes and failures
 // that shows where each failure happened.
+//
+// With -proto grpc it does the same with gRPC backends (a unary RPC and
+// grpc.health.v1) behind the l4 balancer, under paced unary load over a
+// few pick_first channels, for three behaviours: exit, gracefulstop
+// (grpc.Server.GracefulStop at SIGTERM) and lameduck (grpcadapter).
 //
 // Exit status: 0 when every run completed (whatever it lost), 1 when a
 // run could not be carried out, 2 for bad flags, 130 on Ctrl-C.
@@ -91,12 +97,17 @@ func demoMain(args []string, stdout, stderr io.Writer) int {
 		rn.logs = stderr
 		rn.say = func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }
 	}
-	printIntro(stdout, cfg)
+	run, intro, table := runAll, printIntro, printTable
+	if cfg.Proto == protoGRPC {
+		run, intro = runAllGRPC, printIntroGRPC
+		table = func(w io.Writer, _ config, results []*result) { printTableGRPC(w, results) }
+	}
+	intro(stdout, cfg)
 	fmt.Fprintln(stdout)
-	results, err := runAll(ctx, rn, stdout)
+	results, err := run(ctx, rn, stdout)
 	if len(results) > 0 {
 		fmt.Fprintln(stdout)
-		printTable(stdout, cfg, results)
+		table(stdout, cfg, results)
 	}
 	if svg != nil && len(results) > 0 {
 		if werr := writeSVG(svg, cfg, results); werr != nil {
