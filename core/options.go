@@ -29,7 +29,6 @@ type config struct {
 	mp           metric.MeterProvider
 	signals      []os.Signal
 	progress     time.Duration // of the drain's progress lines
-	nilOption    bool
 }
 
 func newConfig(opts []Option) (config, error) {

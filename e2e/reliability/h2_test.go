@@ -586,9 +586,7 @@ func h2BurstRound(t *testing.T, p h2Proto, tg h2Target, release func(chan struct
 		defer wmu.Unlock()
 		for _, f := range watched {
 			f.mu.Lock()
-			for _, g := range f.goAways {
-				ty.goAways = append(ty.goAways, g)
-			}
+			ty.goAways = append(ty.goAways, f.goAways...)
 			f.mu.Unlock()
 		}
 	}()

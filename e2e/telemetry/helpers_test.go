@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
@@ -71,62 +70,11 @@ func recv[T any](t testing.TB, ch <-chan T, what string) T {
 	}
 }
 
-// isClosed reports whether ch is closed now.
-func isClosed(ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
-}
-
 // shutdownAsync runs l.Shutdown(ctx) on a goroutine and returns its result.
 func shutdownAsync(ctx context.Context, l *core.Lifecycle) <-chan error {
 	res := make(chan error, 1)
 	go func() { res <- l.Shutdown(ctx) }()
 	return res
-}
-
-// fakeServer records the calls the lifecycle makes. Its Serve returns
-// once Drain or Close is called; its Drain returns when release is closed
-// or ctx ends.
-type fakeServer struct {
-	name    string
-	log     *callLog
-	release chan struct{}
-	drainIn chan struct{} // closed when Drain is called
-	stop    chan struct{} // closed by Drain or Close
-	once    sync.Once
-}
-
-func newFakeServer(name string, log *callLog) *fakeServer {
-	return &fakeServer{name: name, log: log, release: make(chan struct{}), drainIn: make(chan struct{}), stop: make(chan struct{})}
-}
-
-func (f *fakeServer) Serve() error {
-	<-f.stop
-	return nil
-}
-
-func (f *fakeServer) Hold() { f.log.add(f.name + ".Hold") }
-
-func (f *fakeServer) Drain(ctx context.Context) error {
-	f.log.add(f.name + ".Drain")
-	close(f.drainIn)
-	f.once.Do(func() { close(f.stop) })
-	select {
-	case <-f.release:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (f *fakeServer) Close() error {
-	f.log.add(f.name + ".Close")
-	f.once.Do(func() { close(f.stop) })
-	return nil
 }
 
 // run runs l.Run on a goroutine, waits until the service is ready and
@@ -147,17 +95,4 @@ func run(t testing.TB, l *core.Lifecycle) <-chan error {
 		<-done
 	})
 	return out
-}
-
-type callLog struct {
-	mu    sync.Mutex
-	calls []string
-}
-
-func (c *callLog) add(s string) { c.mu.Lock(); c.calls = append(c.calls, s); c.mu.Unlock() }
-
-func (c *callLog) get() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]string(nil), c.calls...)
 }
