@@ -66,6 +66,16 @@
 // OpenTelemetry providers are used unless [WithTracerProvider] or
 // [WithMeterProvider] say otherwise; the package never installs an SDK.
 //
+// # Invalid arguments
+//
+// One rule for the whole library: an invalid option or argument is an
+// error from the call that takes it ([New], [Lifecycle.ListenHTTP],
+// [Lifecycle.Add], health.New, the adapters' Listen), before anything
+// runs; nil loggers and providers are ignored. Only a programmer error
+// that no input can cause panics, with a "lameduck:" prefix:
+// [Lifecycle.Reached] with a value that is not a [Phase]. Nothing panics
+// on a request.
+//
 // # Usage
 //
 //	lc, err := core.New(core.WithHold(10*time.Second), core.WithGracePeriod(30*time.Second))
