@@ -39,7 +39,7 @@ type handler struct {
 //   - an HTTP/2 response never carries "Connection: close": net/http
 //     turns it into an immediate GOAWAY that refuses the streams the
 //     client sent in the same round trip, which it cannot retry when
-//     their body is not replayable.
+//     their body is not replayable (see [httpServer.Hold] instead).
 //
 // It does not allocate.
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -55,6 +55,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if ci != nil {
 		ci.running.Add(1)
 		defer ci.running.Add(-1)
+		if ci.h2 != nil && ci.h2.tls != nil && r.TLS == nil {
+			r.TLS = ci.h2.state() // lameduck terminates TLS itself
+		}
 	}
 	if p := Phase(l.phase.Load()); p >= Holding && !probe {
 		if r.ProtoMajor == 1 {
@@ -165,11 +168,11 @@ func (l *Lifecycle) ListenHTTP(srv *http.Server, probes http.Handler) error {
 	if srv == nil {
 		return errors.New("lameduck: ListenHTTP of a nil *http.Server")
 	}
-	tls := srv.TLSConfig != nil && (len(srv.TLSConfig.Certificates) > 0 || srv.TLSConfig.GetCertificate != nil || srv.TLSConfig.GetConfigForClient != nil)
+	useTLS := srv.TLSConfig != nil && (len(srv.TLSConfig.Certificates) > 0 || srv.TLSConfig.GetCertificate != nil || srv.TLSConfig.GetConfigForClient != nil)
 	addr := srv.Addr
 	if addr == "" {
 		addr = ":http"
-		if tls {
+		if useTLS {
 			addr = ":https"
 		}
 	}
@@ -186,8 +189,22 @@ func (l *Lifecycle) ListenHTTP(srv *http.Server, probes http.Handler) error {
 		next = http.DefaultServeMux
 	}
 	b := &httpServer{
-		srv: srv, ln: acc, tls: tls, log: l.log,
+		srv: srv, ln: acc, serve: acc, log: l.log,
 		next: srv.ConnState, conns: make(map[net.Conn]*connInfo), wake: make(chan struct{}, 1),
+	}
+	protocols := srv.Protocols
+	if useTLS {
+		// Served as cleartext to net/http, which then lets lameduck
+		// write the frames of the graceful GOAWAY (see [h2Conn]).
+		p := serverProtocols(srv)
+		cfg := srv.TLSConfig.Clone()
+		cfg.NextProtos = nextProtos(cfg.NextProtos, p)
+		srv.Protocols = new(http.Protocols)
+		srv.Protocols.SetHTTP1(p.HTTP1())
+		srv.Protocols.SetUnencryptedHTTP2(p.HTTP2())
+		b.serve = &h2Listener{Listener: acc, tls: cfg}
+	} else if srv.Protocols != nil && srv.Protocols.UnencryptedHTTP2() {
+		b.serve = &h2Listener{Listener: acc}
 	}
 	srv.Handler = &handler{l: l, next: next, probes: probes}
 	b.nextCtx = srv.ConnContext
@@ -195,7 +212,7 @@ func (l *Lifecycle) ListenHTTP(srv *http.Server, probes http.Handler) error {
 	srv.ConnState = b.connState
 	b.own = reflect.ValueOf(srv.ConnState).Pointer()
 	if err := l.Add(b); err != nil {
-		srv.Handler, srv.ConnState, srv.ConnContext = next, b.next, b.nextCtx
+		srv.Handler, srv.ConnState, srv.ConnContext, srv.Protocols = next, b.next, b.nextCtx, protocols
 		ln.Close()
 		return err
 	}
@@ -208,6 +225,7 @@ type connInfo struct {
 	state    http.ConnState
 	since    time.Time // of the accept for StateNew, else of the last change
 	accepted time.Time
+	h2       *h2Conn // nil: a connection that cannot speak HTTP/2
 	// running counts the handlers running on the connection. An active
 	// connection with none has a request head read but not yet handed to
 	// the handler (net/http reports StateActive before it checks for
@@ -230,7 +248,7 @@ func connOf(r *http.Request) *connInfo {
 type httpServer struct {
 	srv     *http.Server
 	ln      *acceptor
-	tls     bool
+	serve   net.Listener // ln, or an *h2Listener over it
 	log     *slog.Logger
 	own     uintptr // of srv.ConnState as set by ListenHTTP
 	next    func(net.Conn, http.ConnState)
@@ -250,6 +268,7 @@ func (b *httpServer) connContext(ctx context.Context, c net.Conn) context.Contex
 	}
 	now := time.Now()
 	ci := &connInfo{state: http.StateNew, since: now, accepted: now}
+	ci.h2, _ = c.(*h2Conn)
 	b.mu.Lock()
 	b.conns[c] = ci
 	b.mu.Unlock()
@@ -285,22 +304,67 @@ func (b *httpServer) connState(c net.Conn, s http.ConnState) {
 	}
 }
 
-// Hold does nothing: "Connection: close" during the hold is sent per
-// response by the middleware. Turning keep-alives off here with
-// SetKeepAlivesEnabled(false) would also close idle connections at once,
-// racing clients that are sending a request on them right now: a POST
-// lost that way cannot be retried.
-func (b *httpServer) Hold() {}
+// Hold asks each HTTP/2 client to open no more streams on its
+// connection, with a GOAWAY that refuses none (see [h2Conn]): its next
+// request opens a new connection, through the load balancer. That is the
+// HTTP/2 twin of the "Connection: close" the handler sets on HTTP/1
+// responses. Connections accepted during the hold are left alone until
+// the drain. Turning keep-alives off here with SetKeepAlivesEnabled(false)
+// would close idle HTTP/1 connections at once, racing clients that are
+// sending a request on them right now (a POST lost that way cannot be
+// retried), and give HTTP/2 connections net/http's one-step GOAWAY.
+func (b *httpServer) Hold() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, ci := range b.conns {
+		if ci.h2 != nil {
+			ci.h2.goAway()
+		}
+	}
+}
+
+// goAwayWait bounds how long the drain waits for HTTP/2 clients to
+// acknowledge the first step of the graceful GOAWAY: a round trip, for
+// clients that answer PINGs.
+const goAwayWait = time.Second
+
+// goAway sends the first step of the graceful GOAWAY to every HTTP/2
+// connection that has not had it, and returns once every client has
+// acknowledged it (or closed its connection), goAwayWait at most, or
+// ctx's error: from then on, no stream can still be on its way, and
+// net/http's GOAWAY refuses nothing.
+func (b *httpServer) goAway(ctx context.Context) error {
+	var conns []*h2Conn
+	b.mu.Lock()
+	for _, ci := range b.conns {
+		if ci.h2 != nil && ci.h2.h2.Load() {
+			ci.h2.goAway()
+			conns = append(conns, ci.h2)
+		}
+	}
+	b.mu.Unlock()
+	if len(conns) == 0 {
+		return nil
+	}
+	timer := time.NewTimer(goAwayWait)
+	defer timer.Stop()
+	for _, c := range conns {
+		select {
+		case <-c.acked:
+		case <-c.closed:
+		case <-timer.C:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
 
 // Serve serves srv on the listener of ListenHTTP. [net/http.ErrServerClosed]
 // is the end of a drain or a close, not an error.
 func (b *httpServer) Serve() error {
-	var err error
-	if b.tls {
-		err = b.srv.ServeTLS(b.ln, "", "")
-	} else {
-		err = b.srv.Serve(b.ln)
-	}
+	err := b.srv.Serve(b.serve)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
@@ -312,6 +376,9 @@ func (b *httpServer) Drain(ctx context.Context) error {
 		// Its connections are invisible to the binding: wait the way
 		// Shutdown does, by polling, which sees them.
 		b.log.Warn("lameduck: srv.ConnState was replaced after ListenHTTP; draining with http.Server.Shutdown's poll")
+		if err := b.goAway(ctx); err != nil {
+			return err
+		}
 		err := b.srv.Shutdown(ctx)
 		b.ln.Close() // in case Serve was never called
 		return err
@@ -333,26 +400,41 @@ func (b *httpServer) Drain(ctx context.Context) error {
 	}
 
 	// net/http drops, unanswered, a request whose head it reads after
-	// Shutdown. So first stop keep-alives (idle connections close now,
-	// busy ones after their response) and stop accepting: the listener
-	// accepts what the kernel has already queued, then closes, so that a
-	// client that has connected is not reset. Then let every connection
-	// accepted so far send its first request, which is served; one that
-	// sends nothing within NewConnGrace of its accept is closed. Only
-	// once no connection can still send a request head is the server
-	// handed to Shutdown.
-	b.srv.SetKeepAlivesEnabled(false)
+	// Shutdown, and its HTTP/2 GOAWAY refuses the streams on their way.
+	// So first stop accepting: the listener accepts what the kernel has
+	// already queued, then closes, so that a client that has connected
+	// is not reset. Let every connection accepted so far send its first
+	// request (or HTTP/2 preface); one that sends nothing within
+	// NewConnGrace of its accept is closed. Then move the HTTP/2 clients
+	// off with the graceful GOAWAY, and only then stop keep-alives (idle
+	// HTTP/1 connections close now, busy ones after their response;
+	// HTTP/2 ones get net/http's GOAWAY once idle) and, once no
+	// connection can still send a request head, hand the server to
+	// Shutdown. HTTP/1 responses carry "Connection: close" since the
+	// hold, so keep-alives being on until then changes nothing for them.
 	if err := b.ln.stop(ctx); err != nil {
 		return err
 	}
-	for {
-		left := b.closeSilent(time.Now())
-		if left <= 0 {
-			break
+	settle := func() error {
+		for {
+			left := b.closeSilent(time.Now())
+			if left <= 0 {
+				return nil
+			}
+			if err := wait(left); err != nil {
+				return err
+			}
 		}
-		if err := wait(left); err != nil {
-			return err
-		}
+	}
+	if err := settle(); err != nil {
+		return err
+	}
+	if err := b.goAway(ctx); err != nil {
+		return err
+	}
+	b.srv.SetKeepAlivesEnabled(false)
+	if err := settle(); err != nil {
+		return err
 	}
 
 	// Shutdown with a context that is already done runs one pass: it

@@ -327,11 +327,15 @@ func h2cClient(t *testing.T) *http.Client {
 	return &http.Client{Transport: tr, Timeout: time.Minute}
 }
 
-// TestHTTP2HoldKeepsTheConnection checks that an HTTP/2 connection is not
-// torn down during the hold (a one-step GOAWAY would refuse the streams
-// the client sent in the same round trip), and gets the drain's graceful
-// GOAWAY, which closes it once idle: the drain does not wait for it.
-func TestHTTP2HoldKeepsTheConnection(t *testing.T) {
+// TestHTTP2HoldMovesTheConnectionOnce checks that the hold asks an
+// HTTP/2 client to leave its connection with a GOAWAY that refuses
+// nothing, once: the client opens one new connection for its next
+// requests, and that one is not torn down during the hold (a
+// one-step GOAWAY after each response would refuse the streams the client
+// sent in the same round trip). At the drain the new connection gets the
+// graceful GOAWAY, which closes it once idle: the drain does not wait for
+// it.
+func TestHTTP2HoldMovesTheConnectionOnce(t *testing.T) {
 	l := newLifecycle(t, core.WithHold(time.Hour), core.WithDrainTimeout(time.Hour))
 	ts := startServer(t, l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, r.Proto)
@@ -362,32 +366,51 @@ func TestHTTP2HoldKeepsTheConnection(t *testing.T) {
 		}
 	}
 	do("serving")
-	first := ts.waitState(t, http.StateNew)
+	ts.waitState(t, http.StateNew)
 	res := shutdownAsync(t.Context(), l)
 	recv(t, l.Reached(core.Holding), "Reached(Holding)")
+	// Until the client has read the GOAWAY, its requests still go to the
+	// first connection, and are served; then it opens one new connection.
+	last := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return reused[len(reused)-1]
+	}
+	for i := 0; ; i++ {
+		if i == 1000 {
+			t.Fatal("the client still uses its first connection after 1,000 requests in the hold")
+		}
+		if do("holding"); !last() {
+			break
+		}
+	}
 	for range 3 {
-		do("holding") // on the same connection, which stays open
+		do("holding") // on the new connection, which stays open
 	}
 	mu.Lock()
 	got := append([]bool(nil), reused...)
 	mu.Unlock()
-	if want := []bool{false, true, true, true}; !slices.Equal(got, want) {
-		t.Fatalf("GotConn Reused: got %v, want %v (one connection through the hold)", got, want)
+	if news := len(got) - len(slices.DeleteFunc(slices.Clone(got), func(r bool) bool { return !r })); news != 2 || !slices.Equal(got[len(got)-4:], []bool{false, true, true, true}) {
+		t.Fatalf("GotConn Reused: got %v, want the first connection, then one new connection through the hold", got)
 	}
-	select {
-	case e := <-ts.states:
-		if e.conn == first && e.state == http.StateClosed {
-			t.Fatal("the connection closed during the hold")
+	second := ts.waitState(t, http.StateNew)
+	for pending := true; pending; {
+		select {
+		case e := <-ts.states:
+			if e.conn == second && e.state == http.StateClosed {
+				t.Fatal("the new connection closed during the hold")
+			}
+		default:
+			pending = false
 		}
-	default:
 	}
 	// The drain's GOAWAY closes the idle connection: it does not hold the
 	// hour-long drain.
 	l.Force(errors.New("end the hour-long hold"))
 	recv(t, res, "Shutdown")
 	for closed := false; !closed; {
-		e := recv(t, ts.states, "the connection closing at the drain")
-		closed = e.conn == first && e.state == http.StateClosed
+		e := recv(t, ts.states, "the new connection closing at the drain")
+		closed = e.conn == second && e.state == http.StateClosed
 	}
 }
 
