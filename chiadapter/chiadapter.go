@@ -39,8 +39,7 @@
 // gets, in every phase (a panic does not leak the count): a request that
 // reaches an accepted connection is served, and refusing new work is left
 // to the protocols (the closed listener at the drain, "Connection: close"
-// on HTTP/1 responses from the hold on, the graceful GOAWAY of HTTP/2 at
-// the drain). It serves /healthz, /livez and /readyz (and their per-check
+// on HTTP/1 responses from the hold on, the graceful GOAWAY of HTTP/2). It serves /healthz, /livez and /readyz (and their per-check
 // paths) from h at the root, before the router sees the request, so the
 // probes are never tracked whatever the router's layout: a catch-all
 // route does not swallow them, and routes under r.Route("/api", ...) or
@@ -74,7 +73,8 @@ import (
 // HTTP/1.1 clients are served as ever. The "Upgrade: h2c" dance of
 // HTTP/1.1 is not supported. From the hold on, HTTP/1 responses carry
 // "Connection: close" and HTTP/2 responses do not: HTTP/2 connections get
-// net/http's graceful GOAWAY at the drain.
+// a GOAWAY that refuses no stream instead, as
+// [core.Lifecycle.ListenHTTP] says.
 //
 // With a nil h, r serves the probe paths itself, still untracked. Listen
 // returns an error for a nil lc or r, the listen error (a port in use,

@@ -29,7 +29,7 @@ type handler struct {
 // guess whether to retry. Refusing new work is left to the protocol,
 // whose refusals clients retry safely: the closed listener, and for
 // HTTP/1 "Connection: close" on every response from the hold on, for
-// HTTP/2 the GOAWAY of the drain.
+// HTTP/2 the graceful GOAWAY (see [httpServer.Hold]).
 //
 //   - probe paths ([isProbePath]) are never tracked, because the kubelet
 //     keeps probing during termination;
@@ -124,23 +124,27 @@ const idleGrace = time.Second
 //     does not leak the count); from the hold on each HTTP/1 response
 //     carries "Connection: close", so that clients on keep-alive
 //     connections, which bypass the load balancer's endpoint list,
-//     reconnect elsewhere; HTTP/2 clients get net/http's graceful GOAWAY
-//     at the drain, not during the hold: net/http turns "Connection:
-//     close" on an HTTP/2 response into a one-step GOAWAY that refuses
-//     the streams the client sent in the same round trip;
+//     reconnect elsewhere; each HTTP/2 connection accepted before the
+//     hold gets, once, a GOAWAY that refuses no stream (RFC 9113 §6.8's
+//     first step: the highest stream id, and a PING), and the client
+//     sends its next requests over a new connection, which is left alone
+//     until the drain;
 //   - probes serves /healthz, /livez and /readyz and their sub-paths
 //     (a *health.Health does), neither tracked nor refused, whatever
 //     srv's handler routes; /metrics goes to srv's handler, untracked.
 //     With a nil probes, srv's handler serves those paths, untracked;
-//   - at the drain, keep-alives stop and its listener and idle
-//     connections are closed (HTTP/2 connections get a GOAWAY), as
-//     [net/http.Server.Shutdown] does, but the drain finishes the moment
-//     the last response has been written, driven by connection-state
-//     events rather than a poll;
 //   - at the drain the listener accepts what the kernel has already
 //     queued and closes; a connection accepted before that may still
 //     send its request, which is served, within [NewConnGrace] of its
 //     accept;
+//   - then every HTTP/2 connection that has not had it gets the GOAWAY
+//     of the hold, and once each client has acknowledged its PING (a
+//     second at most), no stream can still be on its way: net/http's own
+//     GOAWAY, which names the last stream it has seen, refuses none;
+//   - then keep-alives stop and idle connections are closed, as
+//     [net/http.Server.Shutdown] does, but the drain finishes the moment
+//     the last response has been written, driven by connection-state
+//     events rather than a poll;
 //   - a connection that stays idle during the drain is closed after a
 //     second; one still waiting for its first request head is closed
 //     NewConnGrace after its accept;
@@ -151,12 +155,22 @@ const idleGrace = time.Second
 //     has exited, and what was still queued would be lost;
 //   - at the drain timeout, [net/http.Server.Close] closes what is left.
 //
-// With srv.TLSConfig holding a certificate (Certificates or
-// GetCertificate), srv serves TLS (and HTTP/2, as net/http does). An empty
-// srv.Addr means ":http", or ":https" with TLS. ListenHTTP wraps
-// srv.Handler and sets srv.ConnState (chaining one already set); change
-// neither afterwards: the drain detects a replaced ConnState and then
-// falls back to [net/http.Server.Shutdown]'s poll, with a warning.
+// With srv.TLSConfig holding a certificate (Certificates, GetCertificate
+// or GetConfigForClient), srv serves TLS, and HTTP/2 unless srv.Protocols
+// leaves it out, offered through ALPN as [net/http.Server.ServeTLS] does.
+// lameduck terminates the TLS itself, so that it can write the GOAWAY
+// frames inside the encryption, and net/http serves the decrypted
+// connection: srv.Protocols is set to HTTP/1 and unencrypted HTTP/2 (what
+// net/http sees), [net/http.Request.TLS] is set as usual, and a hijacked
+// connection or the one srv.ConnContext is given is lameduck's, whose
+// NetConn method returns the *tls.Conn. Cleartext HTTP/2 (h2c) is served
+// when srv.Protocols includes unencrypted HTTP/2.
+//
+// An empty srv.Addr means ":http", or ":https" with TLS. ListenHTTP wraps
+// srv.Handler and sets srv.ConnState and srv.ConnContext (chaining those
+// already set); change neither afterwards: the drain detects a replaced
+// ConnState and then falls back to [net/http.Server.Shutdown]'s poll,
+// with a warning.
 //
 // A hijacked connection is not waited for, but its request stays tracked
 // while the handler runs: a handler that holds it and ignores

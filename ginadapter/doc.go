@@ -44,7 +44,7 @@
 // a request that reaches an accepted connection is served, and refusing
 // new work is left to the protocols (the closed listener at the drain,
 // "Connection: close" on HTTP/1 responses from the hold on, the graceful
-// GOAWAY of HTTP/2 at the drain). Everything gin does happens inside a
+// GOAWAY of HTTP/2). Everything gin does happens inside a
 // tracked request: [gin.Context.Abort], [gin.Recovery], its 404
 // ([gin.Engine.NoRoute]) and 405 answers, and groups under any prefix.
 //

@@ -24,7 +24,8 @@ import (
 // HTTP/1.1 clients are served as ever. The "Upgrade: h2c" dance of
 // HTTP/1.1 is not supported. From the hold on, HTTP/1 responses carry
 // "Connection: close" and HTTP/2 responses do not: HTTP/2 connections get
-// net/http's graceful GOAWAY at the drain.
+// a GOAWAY that refuses no stream instead, as
+// [core.Lifecycle.ListenHTTP] says.
 //
 // With a nil h, e serves the probe paths itself, still untracked. Listen
 // returns an error for a nil lc or e, the listen error (a port in use,

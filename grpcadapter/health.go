@@ -9,7 +9,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	grpchealth "google.golang.org/grpc/health"
-	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
@@ -38,7 +37,7 @@ const (
 // Check and, while Watch streams are open, every interval. It never calls
 // the health.Server's Shutdown, which would flip liveness too.
 type healthService struct {
-	healthgrpc.UnimplementedHealthServer
+	healthpb.UnimplementedHealthServer
 
 	lc       *core.Lifecycle
 	srv      *grpc.Server // its services report readiness
@@ -80,7 +79,7 @@ func (s *healthService) isReadiness(service string) bool {
 	switch service {
 	case "":
 		return true
-	case livenessService, healthgrpc.Health_ServiceDesc.ServiceName:
+	case livenessService, healthpb.Health_ServiceDesc.ServiceName:
 		return false
 	}
 	_, ok := s.srv.GetServiceInfo()[service]
@@ -93,7 +92,7 @@ func (s *healthService) readinessNames() []string {
 	info := s.srv.GetServiceInfo()
 	names := make([]string, 1, len(info)+1)
 	for name := range info {
-		if name != livenessService && name != healthgrpc.Health_ServiceDesc.ServiceName {
+		if name != livenessService && name != healthpb.Health_ServiceDesc.ServiceName {
 			names = append(names, name)
 		}
 	}
@@ -166,7 +165,7 @@ func (s *healthService) List(ctx context.Context, in *healthpb.HealthListRequest
 // drain starts. The stream then sends the latest status, if the client
 // has not seen it yet, and ends with codes.Unavailable, so that it does
 // not hold GracefulStop hostage and the client reconnects elsewhere.
-func (s *healthService) Watch(in *healthpb.HealthCheckRequest, stream healthgrpc.Health_WatchServer) error {
+func (s *healthService) Watch(in *healthpb.HealthCheckRequest, stream healthpb.Health_WatchServer) error {
 	ds := s.watches.add(stream)
 	defer s.watches.remove(ds)
 	service := in.GetService()

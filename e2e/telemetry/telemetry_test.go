@@ -114,7 +114,7 @@ func TestTelemetryDrained(t *testing.T) {
 	for _, w := range wantAttrs {
 		got, ok := attr(w.span, w.key)
 		if !ok || got != w.want {
-			t.Errorf("%s %s: got %v (present %v), want %v", w.span.Name(), w.key, got.Emit(), ok, w.want.Emit())
+			t.Errorf("%s %s: got %v (present %v), want %v", w.span.Name(), w.key, got.String(), ok, w.want.String())
 		}
 	}
 	for _, s := range []sdktrace.ReadOnlySpan{root, holdSpan, drain} {
@@ -169,7 +169,7 @@ func TestTelemetryForced(t *testing.T) {
 			t.Errorf("%s status: got %v %q, want an error naming the drain timeout", name, s.Status().Code, s.Status().Description)
 		}
 		if got, _ := attr(s, attrAbandoned); got != attribute.Int64Value(3) {
-			t.Errorf("%s %s: got %v, want 3", name, attrAbandoned, got.Emit())
+			t.Errorf("%s %s: got %v, want 3", name, attrAbandoned, got.String())
 		}
 	}
 	if s := spans[spanHold]; s.Status().Code == codes.Error {
