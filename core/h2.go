@@ -20,19 +20,35 @@ import (
 // acknowledged it, every stream it had opened has arrived, and the final
 // GOAWAY refuses nothing. net/http offers no way to send either frame,
 // so [h2Conn] writes them itself, between the frames net/http writes.
+//
+// Go's client can still write a stream it had numbered before it read
+// the GOAWAY just after its acknowledgement (numbering and writing are
+// two steps there), so h2Conn waits for the acknowledgement of a second
+// PING, sent once the first is acknowledged, and counts an
+// acknowledgement only once net/http has read on past it: it has then
+// processed every frame that came before.
 
 // goAwayFrames is the first step: GOAWAY(2^31-1, NO_ERROR), then a PING
-// with pingData.
-var goAwayFrames = []byte{
-	0, 0, 8, frameGoAway, 0, 0, 0, 0, 0,
-	0x7f, 0xff, 0xff, 0xff, // last stream id: the highest
-	0, 0, 0, 0, // NO_ERROR
-	0, 0, 8, framePing, 0, 0, 0, 0, 0,
-	'l', 'a', 'm', 'e', 'd', 'u', 'c', 'k', // pingData
-}
+// with the payload "lameduck"; pingFrame is the second PING.
+var (
+	goAwayFrames = []byte{
+		0, 0, 8, frameGoAway, 0, 0, 0, 0, 0,
+		0x7f, 0xff, 0xff, 0xff, // last stream id: the highest
+		0, 0, 0, 0, // NO_ERROR
+		0, 0, 8, framePing, 0, 0, 0, 0, 0,
+		'l', 'a', 'm', 'e', 'd', 'u', 'c', 'k',
+	}
+	pingFrame = []byte{
+		0, 0, 8, framePing, 0, 0, 0, 0, 0,
+		'l', 'a', 'm', 'e', 'd', 'u', 'c', '2',
+	}
+)
 
-// pingData is the payload of the PING of [goAwayFrames].
-const pingData = "lameduck"
+// pingLen is the length of a PING's payload.
+const pingLen = 8
+
+// pings are the payloads of the two PINGs, in order.
+var pings = [2]string{string(goAwayFrames[len(goAwayFrames)-pingLen:]), string(pingFrame[len(pingFrame)-pingLen:])}
 
 // clientPreface opens every HTTP/2 connection (RFC 9113 §3.4).
 const clientPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -139,12 +155,15 @@ type h2Conn struct {
 	preface int // bytes of clientPreface matched; -1: not HTTP/2
 	in      frameCursor
 	ping    []byte // the payload of a PING ACK being read
+	// acks: the PINGs acknowledged, 2 once both are, counted when the
+	// next read begins.
+	acks, seen int
 	// answered: a failed handshake was answered (net/http reads again).
 	answered bool
 
 	h2     atomic.Bool // the client sent the preface: the rest is frames
 	asked  atomic.Bool // goAway was called
-	insert atomic.Bool // goAwayFrames wait to be written
+	insert atomic.Pointer[[]byte] // frames waiting to be written
 	acked  chan struct{}
 	closed chan struct{}
 	once   [2]sync.Once // of acked, closed
@@ -187,26 +206,32 @@ func (hc *h2Conn) goAway() bool {
 	if !hc.h2.Load() || hc.asked.Swap(true) {
 		return false
 	}
-	hc.insert.Store(true)
+	hc.queue(goAwayFrames)
+	return true
+}
+
+// queue has frames written at the next point where they may go.
+func (hc *h2Conn) queue(frames []byte) {
+	hc.insert.Store(&frames)
 	// A write of net/http's may hold wmu for as long as the client does
 	// not read: do not wait for it here.
 	go func() {
 		hc.wmu.Lock()
 		defer hc.wmu.Unlock()
-		if hc.insert.Load() && hc.out.between() {
+		if hc.insert.Load() != nil && hc.out.between() {
 			hc.writeInserted()
 		}
 		// Otherwise net/http is inside a frame: its next write, which
 		// ends the frame, inserts them.
 	}()
-	return true
 }
 
-// writeInserted writes goAwayFrames; wmu is held.
+// writeInserted writes the queued frames; wmu is held.
 func (hc *h2Conn) writeInserted() {
-	hc.insert.Store(false)
-	if _, err := hc.Conn.Write(goAwayFrames); err != nil {
-		hc.broken = err
+	if p := hc.insert.Swap(nil); p != nil {
+		if _, err := hc.Conn.Write(*p); err != nil {
+			hc.broken = err
+		}
 	}
 }
 
@@ -222,7 +247,7 @@ func (hc *h2Conn) Write(p []byte) (int, error) {
 		return 0, hc.broken
 	}
 	n := 0
-	if k := -1; hc.insert.Load() {
+	if k := -1; hc.insert.Load() != nil {
 		if k = hc.out.insertAt(p); k > 0 {
 			m, err := hc.Conn.Write(p[:k])
 			hc.out.advance(p[:m])
@@ -253,6 +278,15 @@ func (hc *h2Conn) ReadFrom(r io.Reader) (int64, error) {
 // Read reads from the connection, watching for the client preface and
 // then for the acknowledgement of the PING of goAwayFrames.
 func (hc *h2Conn) Read(p []byte) (int, error) {
+	// net/http reads on once it has processed every frame read so far:
+	// those before an acknowledgement too.
+	if hc.seen != hc.acks {
+		if hc.seen = hc.acks; hc.acks == 1 {
+			hc.queue(pingFrame)
+		} else {
+			hc.once[0].Do(func() { close(hc.acked) })
+		}
+	}
 	n, err := hc.Conn.Read(p)
 	if n > 0 && hc.preface >= 0 {
 		hc.scan(p[:n])
@@ -289,8 +323,8 @@ func (hc *h2Conn) scan(p []byte) {
 		if inPing {
 			hc.ping = append(hc.ping, p[:n]...)
 			if hc.in.nhdr == 0 {
-				if string(hc.ping) == pingData {
-					hc.once[0].Do(func() { close(hc.acked) })
+				if hc.asked.Load() && hc.acks < 2 && string(hc.ping) == pings[hc.acks] {
+					hc.acks++
 				}
 				hc.ping = nil
 			}
@@ -301,8 +335,8 @@ func (hc *h2Conn) scan(p []byte) {
 
 // onHeader starts collecting the payload of a PING ACK.
 func (hc *h2Conn) onHeader(f *frameCursor) {
-	if f.hdr[3] == framePing && f.hdr[4]&flagAck != 0 && f.left == len(pingData) {
-		hc.ping = make([]byte, 0, len(pingData))
+	if f.hdr[3] == framePing && f.hdr[4]&flagAck != 0 && f.left == pingLen {
+		hc.ping = make([]byte, 0, pingLen)
 	}
 }
 

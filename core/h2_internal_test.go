@@ -3,6 +3,7 @@ package core
 import (
 	"bytes"
 	"encoding/binary"
+	"io"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -88,7 +89,8 @@ func TestH2ConnInsertsBetweenFrames(t *testing.T) {
 			// What goAway's goroutine does, in line, so that the point
 			// it runs at is the seed's.
 			asked = true
-			hc.insert.Store(true)
+			frames := goAwayFrames
+			hc.insert.Store(&frames)
 			hc.wmu.Lock()
 			if hc.out.between() {
 				hc.writeInserted()
@@ -143,6 +145,9 @@ type feedConn struct {
 }
 
 func (c *feedConn) Read(p []byte) (int, error) {
+	if len(c.chunks) == 0 {
+		return 0, io.EOF
+	}
 	n := copy(p, c.chunks[0])
 	if c.chunks[0] = c.chunks[0][n:]; len(c.chunks[0]) == 0 {
 		c.chunks = c.chunks[1:]
@@ -151,9 +156,10 @@ func (c *feedConn) Read(p []byte) (int, error) {
 }
 
 // TestH2ConnReadsTheAck reads the client preface and frames split at
-// every byte, and checks that only the ACK of lameduck's PING, whole,
-// closes acked: not a PING that asks for one, not another's ACK, not an
-// ACK cut short.
+// every byte, and checks that only the ACKs of lameduck's two PINGs, in
+// order and whole, close acked, once net/http reads on past them: not a
+// PING that asks for one, not another's ACK, not an ACK of another
+// length.
 func TestH2ConnReadsTheAck(t *testing.T) {
 	ping := func(flags byte, data string) []byte {
 		f := frame(framePing, flags, 0, len(data))
@@ -162,11 +168,13 @@ func TestH2ConnReadsTheAck(t *testing.T) {
 	}
 	acked := func(stream []byte, split int) (h2, acked bool) {
 		hc := &h2Conn{acked: make(chan struct{}), closed: make(chan struct{})}
+		hc.asked.Store(true)
 		hc.Conn = &feedConn{chunks: [][]byte{stream[:split], stream[split:]}}
 		buf := make([]byte, len(stream))
-		for read := 0; read < len(stream); {
-			n, _ := hc.Read(buf)
-			read += n
+		for {
+			if _, err := hc.Read(buf); err != nil {
+				break
+			}
 		}
 		select {
 		case <-hc.acked:
@@ -182,10 +190,12 @@ func TestH2ConnReadsTheAck(t *testing.T) {
 		stream    []byte
 		h2, acked bool
 	}{
-		{"the ACK", append(append(bytes.Clone(base), ping(0, "otherone")...), ping(flagAck, pingData)...), true, true},
-		{"a PING, not an ACK", append(bytes.Clone(base), ping(0, pingData)...), true, false},
+		{"both ACKs", append(append(append(bytes.Clone(base), ping(0, "otherone")...), ping(flagAck, pings[0])...), ping(flagAck, pings[1])...), true, true},
+		{"the first ACK only", append(bytes.Clone(base), ping(flagAck, pings[0])...), true, false},
+		{"the second ACK first", append(append(bytes.Clone(base), ping(flagAck, pings[1])...), ping(flagAck, pings[0])...), true, false},
+		{"PINGs, not ACKs", append(append(bytes.Clone(base), ping(0, pings[0])...), ping(0, pings[1])...), true, false},
 		{"another's ACK", append(bytes.Clone(base), ping(flagAck, "netshttp")...), true, false},
-		{"an ACK with a longer payload", append(bytes.Clone(base), ping(flagAck, pingData+"x")...), true, false},
+		{"ACKs with longer payloads", append(append(bytes.Clone(base), ping(flagAck, pings[0]+"x")...), ping(flagAck, pings[1]+"x")...), true, false},
 		{"HTTP/1", []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), false, false},
 	}
 	for _, tc := range cases {

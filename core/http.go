@@ -375,6 +375,18 @@ func (b *httpServer) goAway(ctx context.Context) error {
 	return nil
 }
 
+// h2Busy reports whether an HTTP/2 connection has a stream open.
+func (b *httpServer) h2Busy() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, ci := range b.conns {
+		if ci.h2 != nil && ci.h2.h2.Load() && ci.state == http.StateActive {
+			return true
+		}
+	}
+	return false
+}
+
 // Serve serves srv on the listener of ListenHTTP. [net/http.ErrServerClosed]
 // is the end of a drain or a close, not an error.
 func (b *httpServer) Serve() error {
@@ -445,6 +457,18 @@ func (b *httpServer) Drain(ctx context.Context) error {
 	}
 	if err := b.goAway(ctx); err != nil {
 		return err
+	}
+	// Go's client numbers a stream and writes it in two steps: one it
+	// numbered before it read the GOAWAY can still arrive after the
+	// PINGs' acknowledgements, while its other streams run. So let each
+	// HTTP/2 connection go idle first (after a GOAWAY Go's client closes
+	// a connection as soon as its last stream ends): net/http's GOAWAY,
+	// and the one it sends a connection that turns idle once keep-alives
+	// are off, then finds none on its way.
+	for b.h2Busy() {
+		if err := wait(time.Hour); err != nil { // woken by every change
+			return err
+		}
 	}
 	b.srv.SetKeepAlivesEnabled(false)
 	if err := settle(); err != nil {
