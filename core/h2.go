@@ -161,8 +161,8 @@ type h2Conn struct {
 	// answered: a failed handshake was answered (net/http reads again).
 	answered bool
 
-	h2     atomic.Bool // the client sent the preface: the rest is frames
-	asked  atomic.Bool // goAway was called
+	h2     atomic.Bool            // the client sent the preface: the rest is frames
+	asked  atomic.Bool            // goAway was called
 	insert atomic.Pointer[[]byte] // frames waiting to be written
 	acked  chan struct{}
 	closed chan struct{}
