@@ -16,17 +16,19 @@ import (
 // round trip are refused, and a client cannot resend one whose body it
 // cannot rewind. RFC 9113 §6.8 describes the graceful way, which grpc-go
 // follows: a GOAWAY with the highest stream id, so that the client opens
-// no more streams and loses none, then a PING; once the client has
-// acknowledged it, every stream it had opened has arrived, and the final
-// GOAWAY refuses nothing. net/http offers no way to send either frame,
-// so [h2Conn] writes them itself, between the frames net/http writes.
+// no more streams and loses none, then a PING, whose acknowledgement
+// tells that the client has read the GOAWAY. net/http offers no way to
+// send either frame, so [h2Conn] writes them itself, between the frames
+// net/http writes, and the drain calls Shutdown, which sends net/http's
+// GOAWAY, only once every connection is closed.
 //
-// Go's client can still write a stream it had numbered before it read
-// the GOAWAY just after its acknowledgement (numbering and writing are
-// two steps there), so h2Conn waits for the acknowledgement of a second
-// PING, sent once the first is acknowledged, and counts an
-// acknowledgement only once net/http has read on past it: it has then
-// processed every frame that came before.
+// Go's client numbers a stream and writes it in two steps, so a stream it
+// numbered before it read the GOAWAY can still come after the
+// acknowledgement. h2Conn waits for the acknowledgement of a second PING,
+// sent once the first is acknowledged, and counts an acknowledgement only
+// once net/http reads on past it (it has then processed every frame
+// before); the drain then closes an idle connection no sooner than
+// idleGrace later.
 
 // goAwayFrames is the first step: GOAWAY(2^31-1, NO_ERROR), then a PING
 // with the payload "lameduck"; pingFrame is the second PING.

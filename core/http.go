@@ -104,15 +104,12 @@ func isProbePath(path string) bool {
 // for up to NewConnGrace.
 const NewConnGrace = time.Second
 
-// idleGrace is how long a connection may stay idle during the drain before
-// it is closed. An HTTP/1 connection closes by itself right after turning
-// idle once the drain began, so this is for HTTP/2: its server reports
-// idle when the last frame is queued, not yet written, so closing it then
-// would cut the last answer off. After the drain's GOAWAY the HTTP/2
-// server closes the connection itself once it is idle and flushed (or
-// when the client hangs up, as Go's does at once); the grace, its own
-// goAwayTimeout, only bounds connections that missed the GOAWAY
-// (golang/go#81153).
+// idleGrace is how long an HTTP/2 connection may stay idle during the
+// drain before it is closed (an idle HTTP/1 one is closed at once): its
+// server reports idle when the last frame is queued, not yet written, so
+// closing it then would cut the last answer off. A client told to go away
+// closes the connection itself, Go's as soon as its last stream ends; the
+// grace bounds the others.
 const idleGrace = time.Second
 
 // ListenHTTP listens on srv.Addr now, and adds srv to the lifecycle
@@ -138,16 +135,19 @@ const idleGrace = time.Second
 //     send its request, which is served, within [NewConnGrace] of its
 //     accept;
 //   - then every HTTP/2 connection that has not had it gets the GOAWAY
-//     of the hold, and once each client has acknowledged its PING (a
-//     second at most), no stream can still be on its way: net/http's own
-//     GOAWAY, which names the last stream it has seen, refuses none;
-//   - then keep-alives stop and idle connections are closed, as
-//     [net/http.Server.Shutdown] does, but the drain finishes the moment
-//     the last response has been written, driven by connection-state
-//     events rather than a poll;
-//   - a connection that stays idle during the drain is closed after a
-//     second; one still waiting for its first request head is closed
-//     NewConnGrace after its accept;
+//     of the hold, and the drain waits (a second at most) for each
+//     client to acknowledge it;
+//   - from then on each connection is closed once it is idle, an HTTP/1
+//     one at once, an HTTP/2 one after a second (a client told to go
+//     away closes it itself, Go's as soon as its last stream ends), and
+//     one still waiting for its first request head NewConnGrace after
+//     its accept; the drain finishes the moment the last response has
+//     been written, driven by connection-state events rather than
+//     [net/http.Server.Shutdown]'s poll. Shutdown is called last, when
+//     no connection is left, so that neither its GOAWAY, which names
+//     the last stream net/http has seen, nor keep-alives turned off
+//     refuse a stream still on its way; functions registered with
+//     [net/http.Server.RegisterOnShutdown] run then;
 //   - on Linux, a connection closed once the shutdown has started keeps
 //     its socket until the client has acknowledged every byte written
 //     (the send queue, SIOCOUTQ, is empty), and the drain finishes only
@@ -362,29 +362,29 @@ func (b *httpServer) goAway(ctx context.Context) error {
 	}
 	timer := time.NewTimer(goAwayWait)
 	defer timer.Stop()
+wait:
 	for _, c := range conns {
 		select {
 		case <-c.acked:
 		case <-c.closed:
 		case <-timer.C:
-			return nil
+			break wait
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
-	return nil
-}
-
-// h2Busy reports whether an HTTP/2 connection has a stream open.
-func (b *httpServer) h2Busy() bool {
+	// An idle connection is closed idleGrace after this at the earliest,
+	// so that a stream the client sends just after its acknowledgement
+	// (see [h2Conn]) finds it open.
+	now := time.Now()
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	for _, ci := range b.conns {
-		if ci.h2 != nil && ci.h2.h2.Load() && ci.state == http.StateActive {
-			return true
+		if ci.h2 != nil && ci.state == http.StateIdle {
+			ci.since = now
 		}
 	}
-	return false
+	b.mu.Unlock()
+	return nil
 }
 
 // Serve serves srv on the listener of ListenHTTP. [net/http.ErrServerClosed]
@@ -426,62 +426,43 @@ func (b *httpServer) Drain(ctx context.Context) error {
 	}
 
 	// net/http drops, unanswered, a request whose head it reads after
-	// Shutdown, and its HTTP/2 GOAWAY refuses the streams on their way.
-	// So first stop accepting: the listener accepts what the kernel has
-	// already queued, then closes, so that a client that has connected
-	// is not reset. Let every connection accepted so far send its first
-	// request (or HTTP/2 preface); one that sends nothing within
-	// NewConnGrace of its accept is closed. Then move the HTTP/2 clients
-	// off with the graceful GOAWAY, and only then stop keep-alives (idle
-	// HTTP/1 connections close now, busy ones after their response;
-	// HTTP/2 ones get net/http's GOAWAY once idle) and, once no
-	// connection can still send a request head, hand the server to
-	// Shutdown. HTTP/1 responses carry "Connection: close" since the
-	// hold, so keep-alives being on until then changes nothing for them.
+	// Shutdown, and its HTTP/2 GOAWAY refuses the streams on their way;
+	// so do keep-alives turned off, to an HTTP/2 connection that turns
+	// idle. lameduck calls neither while a connection is open. First it
+	// stops accepting: the listener accepts what the kernel has already
+	// queued, then closes, so that a client that has connected is not
+	// reset. Every connection accepted so far may send its first request
+	// (or HTTP/2 preface); one that sends nothing within NewConnGrace of
+	// its accept is closed. Then the HTTP/2 clients get the graceful
+	// GOAWAY, and from then on each connection is closed once it is idle:
+	// an HTTP/1 one at once (its responses have carried "Connection:
+	// close" since the hold, so one that is idle now has been since
+	// before it), an HTTP/2 one after idleGrace (Go's client, told to go
+	// away, closes it itself as soon as its last stream ends). A stream
+	// that Go's client had numbered before it read the GOAWAY may still
+	// come after the acknowledgements (it numbers a stream and writes it
+	// in two steps): it is served like the others.
 	if err := b.ln.stop(ctx); err != nil {
 		return err
 	}
-	settle := func() error {
-		for {
-			left := b.closeSilent(time.Now())
-			if left <= 0 {
-				return nil
-			}
-			if err := wait(left); err != nil {
-				return err
-			}
+	for {
+		left := b.closeSilent(time.Now())
+		if left <= 0 {
+			break
 		}
-	}
-	if err := settle(); err != nil {
-		return err
+		if err := wait(left); err != nil {
+			return err
+		}
 	}
 	if err := b.goAway(ctx); err != nil {
 		return err
 	}
-	// Go's client numbers a stream and writes it in two steps: one it
-	// numbered before it read the GOAWAY can still arrive after the
-	// PINGs' acknowledgements, while its other streams run. So let each
-	// HTTP/2 connection go idle first (after a GOAWAY Go's client closes
-	// a connection as soon as its last stream ends): net/http's GOAWAY,
-	// and the one it sends a connection that turns idle once keep-alives
-	// are off, then finds none on its way.
-	for b.h2Busy() {
-		if err := wait(time.Hour); err != nil { // woken by every change
-			return err
-		}
-	}
-	b.srv.SetKeepAlivesEnabled(false)
-	if err := settle(); err != nil {
-		return err
-	}
-
-	// Shutdown with a context that is already done runs one pass: it
-	// starts the HTTP/2 GOAWAYs, closes idle connections and returns
-	// without polling.
-	done, cancel := context.WithCancel(context.Background())
-	cancel()
-	_ = b.srv.Shutdown(done)
-
+	defer func() {
+		// Nothing is left open: Shutdown only ends Serve.
+		done, cancel := context.WithCancel(context.Background())
+		cancel()
+		_ = b.srv.Shutdown(done)
+	}()
 	for {
 		busy, next := b.sweep(time.Now())
 		if !busy {
@@ -529,9 +510,10 @@ func (b *httpServer) closeSilent(now time.Time) time.Duration {
 	return longest
 }
 
-// sweep closes the new and idle connections past their grace. It reports
-// whether a connection is still busy and, if one is within its grace, how
-// long until that ends.
+// sweep closes the new and idle connections past their grace: NewConnGrace
+// for a new one, idleGrace for an idle HTTP/2 one, none for an idle HTTP/1
+// one. It reports whether a connection is still busy and, if one is
+// within its grace, how long until that ends.
 func (b *httpServer) sweep(now time.Time) (busy bool, next time.Duration) {
 	var closing []net.Conn
 	b.mu.Lock()
@@ -542,7 +524,10 @@ func (b *httpServer) sweep(now time.Time) (busy bool, next time.Duration) {
 			busy = true
 			continue
 		case http.StateIdle:
-			grace = idleGrace
+			grace = 0
+			if ci.h2 != nil && ci.h2.h2.Load() {
+				grace = idleGrace
+			}
 		}
 		if left := ci.since.Add(grace).Sub(now); left > 0 {
 			busy = true

@@ -122,7 +122,7 @@ type server struct {
 	srv      *http.Server
 	addr     string
 	url      string
-	shutdown chan struct{} // closed when the drain has closed the listener
+	shutdown chan struct{} // closed when the drain calls Shutdown, at its end
 }
 
 // listen listens with l.ListenHTTP on 127.0.0.1:0 for h, with no probes
@@ -141,7 +141,8 @@ func listenProbes(t testing.TB, l *lifecycle, h, probes http.Handler, configure 
 	if configure != nil {
 		configure(s.srv)
 	}
-	// http.Server.Shutdown closes the listeners before it calls these.
+	// The drain calls http.Server.Shutdown, which calls these, once
+	// every connection is closed.
 	s.srv.RegisterOnShutdown(func() { close(s.shutdown) })
 	if err := l.ListenHTTP(s.srv, probes); err != nil {
 		t.Fatalf("ListenHTTP: %v", err)

@@ -245,6 +245,8 @@ func TestConnectStormDuringDrain(t *testing.T) {
 	var badMu sync.Mutex
 	var badFirst string
 	stop := make(chan struct{})
+	refused := make(chan struct{}) // closed by the first dial the drain refuses
+	var refusedOnce sync.Once
 	var started sync.WaitGroup
 	var wg sync.WaitGroup
 	started.Add(workers)
@@ -267,6 +269,9 @@ func TestConnectStormDuringDrain(t *testing.T) {
 					refused503.Add(1)
 				case r.Err != nil && r.Status == 0:
 					connErr.Add(1)
+					if closed(l.Reached(core.Draining)) {
+						refusedOnce.Do(func() { close(refused) })
+					}
 				default:
 					bad.Add(1)
 					badMu.Lock()
@@ -285,7 +290,7 @@ func TestConnectStormDuringDrain(t *testing.T) {
 	started.Wait() // every worker got an answer before the drain
 	res := shutdownAsync(t.Context(), l)
 	recv(t, l.Reached(core.Draining), "Reached(Draining)")
-	recv(t, s.shutdown, "the listener closed")
+	recv(t, refused, "a dial refused: the listener closed")
 	close(well.release)
 	if r := recv(t, wellRes, "the well-behaved answer"); r.Err != nil || r.Status != http.StatusOK || r.Body != "ok" {
 		t.Fatalf("well-behaved client: got %d %q %v, want 200 ok", r.Status, r.Body, r.Err)
