@@ -201,15 +201,13 @@ func (hc *h2Conn) state() *tls.ConnectionState {
 	return &s
 }
 
-// goAway sends the first step of the graceful GOAWAY, once, on a
-// connection that speaks HTTP/2, and reports whether it did; [h2Conn.acked]
-// is closed once the client has acknowledged it.
-func (hc *h2Conn) goAway() bool {
-	if !hc.h2.Load() || hc.asked.Swap(true) {
-		return false
+// goAway sends the first step of the graceful GOAWAY, once, if hc speaks
+// HTTP/2; [h2Conn.acked] is closed once the client has acknowledged both
+// PINGs.
+func (hc *h2Conn) goAway() {
+	if hc.h2.Load() && !hc.asked.Swap(true) {
+		hc.queue(goAwayFrames)
 	}
-	hc.queue(goAwayFrames)
-	return true
 }
 
 // queue has frames written at the next point where they may go.

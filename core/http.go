@@ -345,8 +345,7 @@ const goAwayWait = time.Second
 // goAway sends the first step of the graceful GOAWAY to every HTTP/2
 // connection that has not had it, and returns once every client has
 // acknowledged it (or closed its connection), goAwayWait at most, or
-// ctx's error: from then on, no stream can still be on its way, and
-// net/http's GOAWAY refuses nothing.
+// ctx's error: from then on the clients open no new streams.
 func (b *httpServer) goAway(ctx context.Context) error {
 	var conns []*h2Conn
 	b.mu.Lock()
